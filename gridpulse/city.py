@@ -1,0 +1,198 @@
+"""The city model: grid tree, category codes, sensor kinds and sensors, from a YAML file.
+
+The tree is city -> district -> street -> community -> grid. Each grid has a code, a name,
+an owner, a household count and a GeoJSON polygon. Categories are two-level (大类/小类)
+and say which streams may produce them. Validation happens once, at load.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, Field, model_validator
+
+StreamName = Literal["inspector", "sensor", "hotline"]
+
+UNLOCATED = "UNLOCATED"
+"""Grid code under which events outside every grid polygon are counted."""
+
+
+class Polygon(BaseModel):
+    """A GeoJSON Polygon (lon/lat, outer ring first)."""
+
+    type: Literal["Polygon"] = "Polygon"
+    coordinates: list[list[tuple[float, float]]]
+
+    @model_validator(mode="after")
+    def _closed_ring(self) -> Polygon:
+        if not self.coordinates or len(self.coordinates[0]) < 4:
+            raise ValueError("a polygon needs an outer ring of at least 4 positions")
+        ring = self.coordinates[0]
+        if ring[0] != ring[-1]:
+            raise ValueError("a polygon ring must be closed (first position == last)")
+        return self
+
+
+class Grid(BaseModel):
+    code: str
+    name: str
+    owner: str
+    households: int = Field(ge=0)
+    polygon: Polygon
+
+
+class Community(BaseModel):
+    code: str
+    name: str
+    grids: list[Grid]
+
+
+class Street(BaseModel):
+    code: str
+    name: str
+    communities: list[Community]
+
+
+class District(BaseModel):
+    code: str
+    name: str
+    streets: list[Street]
+
+
+class SubCategory(BaseModel):
+    code: str
+    name: str
+    name_zh: str = ""
+    streams: list[StreamName]
+
+
+class Category(BaseModel):
+    code: str
+    name: str
+    name_zh: str = ""
+    subcategories: list[SubCategory]
+
+
+class SensorKind(BaseModel):
+    code: str
+    name: str
+    unit: str
+    # physically possible range; readings outside are dead-lettered as impossible
+    min: float
+    max: float
+
+
+class Sensor(BaseModel):
+    id: str
+    kind: str
+    grid: str
+    lon: float
+    lat: float
+
+
+class GridPath(BaseModel):
+    """Where a grid sits in the tree: what every stored event is denormalized with."""
+
+    district: str
+    street: str
+    community: str
+    grid: str
+
+
+UNLOCATED_PATH = GridPath(district="", street="", community="", grid=UNLOCATED)
+
+
+class City(BaseModel):
+    code: str
+    name: str
+    timezone: str = "Asia/Shanghai"
+    districts: list[District]
+    categories: list[Category]
+    sensor_kinds: list[SensorKind] = []
+    sensors: list[Sensor] = []
+
+    @model_validator(mode="after")
+    def _consistent(self) -> City:
+        codes = [g.code for g in self.iter_grids()]
+        if len(codes) != len(set(codes)):
+            raise ValueError("grid codes must be unique")
+        if UNLOCATED in codes:
+            raise ValueError(f"{UNLOCATED!r} is reserved for events outside every grid")
+        subs = [s.code for c in self.categories for s in c.subcategories]
+        if len(subs) != len(set(subs)):
+            raise ValueError("subcategory codes must be unique across categories")
+        kinds = {k.code for k in self.sensor_kinds}
+        grids = set(codes)
+        for s in self.sensors:
+            if s.kind not in kinds:
+                raise ValueError(f"sensor {s.id}: unknown kind {s.kind!r}")
+            if s.grid not in grids:
+                raise ValueError(f"sensor {s.id}: unknown grid {s.grid!r}")
+        return self
+
+    def iter_grids(self):  # type: ignore[no-untyped-def]
+        for d in self.districts:
+            for s in d.streets:
+                for c in s.communities:
+                    yield from c.grids
+
+    @cached_property
+    def grid_paths(self) -> dict[str, GridPath]:
+        out: dict[str, GridPath] = {}
+        for d in self.districts:
+            for s in d.streets:
+                for c in s.communities:
+                    for g in c.grids:
+                        out[g.code] = GridPath(
+                            district=d.code, street=s.code, community=c.code, grid=g.code
+                        )
+        return out
+
+    @cached_property
+    def subcategories(self) -> dict[str, tuple[Category, SubCategory]]:
+        return {s.code: (c, s) for c in self.categories for s in c.subcategories}
+
+    @cached_property
+    def sensor_index(self) -> dict[str, Sensor]:
+        return {s.id: s for s in self.sensors}
+
+    @cached_property
+    def sensor_kind_index(self) -> dict[str, SensorKind]:
+        return {k.code: k for k in self.sensor_kinds}
+
+    @cached_property
+    def locator(self) -> GridLocator:
+        return GridLocator(self)
+
+
+class GridLocator:
+    """Point-in-polygon grid assignment backed by a shapely STRtree."""
+
+    def __init__(self, city: City) -> None:
+        import shapely
+        from shapely.geometry import shape
+
+        grids = list(city.iter_grids())
+        self._codes = [g.code for g in grids]
+        self._geoms = [shape(g.polygon.model_dump()) for g in grids]
+        for geom in self._geoms:
+            shapely.prepare(geom)
+        self._tree = shapely.STRtree(self._geoms)
+
+    def locate(self, lon: float, lat: float) -> str | None:
+        """The grid containing the point (boundary points count as inside), or None."""
+        from shapely.geometry import Point
+
+        pt = Point(lon, lat)
+        hits = self._tree.query(pt, predicate="intersects")
+        # a point on a shared edge belongs to the first grid in file order: deterministic
+        return self._codes[int(hits.min())] if len(hits) else None
+
+
+def load_city(path: str | Path) -> City:
+    with open(path, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh)
+    return City.model_validate(data)

@@ -1,0 +1,157 @@
+"""The one validated settings object: env vars ``GRIDPULSE_*`` plus the city config file.
+
+Every tunable the pipeline has lives here, so nothing downstream carries magic constants.
+Nested groups are set with a double underscore, e.g. ``GRIDPULSE_SINK__BATCH_MAX=5000``.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from gridpulse.city import City
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CITY = REPO_ROOT / "config" / "cities" / "sample.yaml"
+
+
+class WindowSettings(BaseModel):
+    """Event-time windowing: bucket size, the grace for late events, and rollups."""
+
+    bucket_seconds: int = Field(60, ge=1)
+    grace_seconds: int = Field(120, ge=0)
+    rollups: list[Literal["5m", "1h", "1d"]] = ["5m", "1h", "1d"]
+    # Events whose time is further in the future than this (against the record timestamp)
+    # are impossible and dead-lettered; likewise events older than max_age_days.
+    max_future_skew_seconds: int = Field(300, ge=0)
+    max_age_days: int = Field(3650, ge=1)
+
+
+class SinkSettings(BaseModel):
+    """Batching, retry and backpressure of the ClickHouse sink."""
+
+    batch_max: int = Field(20_000, ge=1, le=500_000)
+    batch_seconds: float = Field(1.0, gt=0)
+    retry_initial_seconds: float = Field(0.2, gt=0)
+    retry_max_seconds: float = Field(10.0, gt=0)
+    raw_retention_days: int = Field(400, ge=1)
+
+
+class TopicSettings(BaseModel):
+    prefix: str = "gridpulse"
+    partitions: int = Field(4, ge=1)
+    replication_factor: int = Field(1, ge=1)
+
+    def name(self, stream: str) -> str:
+        return f"{self.prefix}.{stream}"
+
+    @property
+    def inspector(self) -> str:
+        return self.name("inspector.reports")
+
+    @property
+    def sensor(self) -> str:
+        return self.name("sensor.readings")
+
+    @property
+    def hotline(self) -> str:
+        return self.name("hotline.requests")
+
+    @property
+    def case(self) -> str:
+        return self.name("case.events")
+
+    @property
+    def dead_letter(self) -> str:
+        return self.name("dead-letter")
+
+    @property
+    def ingest(self) -> list[str]:
+        return [self.inspector, self.sensor, self.hotline, self.case]
+
+    @property
+    def all(self) -> list[str]:
+        return [*self.ingest, self.dead_letter]
+
+
+class WorkerSettings(BaseModel):
+    app_id: str = "gridpulse"
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=0, le=65535)
+    use_uvloop: bool = True
+    session_timeout_seconds: float = 6.0
+    heartbeat_interval_seconds: float = 1.5
+    rebalance_timeout_seconds: float = 6.0
+    stream_buffer_maxsize: int = Field(20_000, ge=100)
+
+
+class LocalStackSettings(BaseModel):
+    """Ports of the services ``gridpulse up`` starts on this machine."""
+
+    broker_port: int = 9092
+    s3_port: int = 18333
+    seaweed_master_port: int = 19333
+    seaweed_volume_port: int = 19340
+    seaweed_filer_port: int = 18888
+    clickhouse_server: bool = False
+    clickhouse_tcp_port: int = 19000
+    clickhouse_http_port: int = 18123
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GRIDPULSE_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    broker: str = "kafka://127.0.0.1:9092"
+    clickhouse: str = "chdb://.gridpulse/chdb"
+    city_file: Path = DEFAULT_CITY
+    data_dir: Path = Path(".gridpulse")
+    # Salt for hashing caller ids; set a secret per deployment.
+    caller_salt: SecretStr = SecretStr("gridpulse-dev-salt")
+
+    topics: TopicSettings = TopicSettings()
+    window: WindowSettings = WindowSettings()
+    sink: SinkSettings = SinkSettings()
+    worker: WorkerSettings = WorkerSettings()
+    local: LocalStackSettings = LocalStackSettings()
+
+    @field_validator("broker")
+    @classmethod
+    def _broker_url(cls, v: str) -> str:
+        u = urlparse(v)
+        if u.scheme not in ("kafka", "aiokafka") or not u.hostname or not u.port:
+            raise ValueError(f"broker must look like kafka://host:port, got {v!r}")
+        return v
+
+    @field_validator("clickhouse")
+    @classmethod
+    def _clickhouse_url(cls, v: str) -> str:
+        u = urlparse(v)
+        if u.scheme not in ("chdb", "clickhouse"):
+            raise ValueError(
+                "clickhouse must be chdb:///path (embedded) or "
+                f"clickhouse://user:pw@host:9000/db (native protocol), got {v!r}"
+            )
+        return v
+
+    @property
+    def bootstrap_servers(self) -> str:
+        u = urlparse(self.broker)
+        return f"{u.hostname}:{u.port}"
+
+    @cached_property
+    def city(self) -> City:
+        from gridpulse.city import load_city
+
+        return load_city(self.city_file)
+
+
+def get_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Sinks: where normalized rows go. ``base`` holds the contract, one sub-package per store."""

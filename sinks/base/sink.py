@@ -1,0 +1,152 @@
+"""BatchSink: write one checkpoint to every table, exactly once per offset, or keep trying."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import pandas as pd
+
+from sinks.base.ledger import TP, Ledger, LedgerKind, advance, keep_after, span_rows
+from sinks.base.table import CheckpointInfo, SinkTable
+
+log = logging.getLogger(__name__)
+
+
+class SinkStopped(Exception):
+    """The worker is stopping while the sink still waits for its store."""
+
+
+class SinkBackend(Protocol):
+    async def insert(self, table: str, frame: pd.DataFrame) -> None: ...
+
+    async def read_ledger(self, table: str, kind: LedgerKind) -> Ledger: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """What one consumer batch covers: per topic-partition, the last offset read."""
+
+    last_offsets: Mapping[TP, int]
+    ingested_at: int
+
+
+@dataclass
+class SinkStats:
+    checkpoints: int = 0
+    inserts: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+    dropped_redelivered: dict[str, int] = field(default_factory=dict)
+    failures: int = 0
+    last_error: str = ""
+    waiting_since: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    initial_s: float
+    max_s: float
+
+    def delay(self, attempt: int) -> float:
+        """Exponential backoff with full jitter, capped."""
+        return random.uniform(0.5, 1.0) * min(self.max_s, self.initial_s * 2**attempt)
+
+
+class BatchSink:
+    """Writes checkpoints table by table; each table insert is one atomic block carrying its
+    own ledger entries, so a crash between tables is repaired table by table on redelivery."""
+
+    def __init__(
+        self, backend: SinkBackend, tables: list[SinkTable], retry: RetryPolicy
+    ) -> None:
+        self.backend = backend
+        self.tables = tables
+        self.retry = retry
+        self.stats = SinkStats()
+        self._ledgers: dict[str, Ledger] = {}
+        self._stopping = asyncio.Event()
+
+    def invalidate(self) -> None:
+        """Forget cached ledgers (after a rebalance another worker may have written)."""
+        self._ledgers.clear()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def write(self, checkpoint: Checkpoint, frames: Mapping[str, pd.DataFrame]) -> None:
+        info = CheckpointInfo(ingested_at=checkpoint.ingested_at)
+        for table in self.tables:
+            await self._write_table(table, checkpoint, frames[table.source], info)
+        self.stats.checkpoints += 1
+
+    async def _ledger(self, table: SinkTable) -> Ledger:
+        ledger = self._ledgers.get(table.name)
+        if ledger is None:
+            ledger = await self.backend.read_ledger(table.name, table.ledger)
+            self._ledgers[table.name] = ledger
+        return ledger
+
+    def rows_for(
+        self, table: SinkTable, checkpoint: Checkpoint, frame: pd.DataFrame,
+        ledger: Ledger, info: CheckpointInfo,
+    ) -> pd.DataFrame:  # fmt: skip
+        fresh = keep_after(frame, ledger)
+        dropped = len(frame) - len(fresh)
+        if dropped:
+            self.stats.dropped_redelivered[table.name] = (
+                self.stats.dropped_redelivered.get(table.name, 0) + dropped
+            )
+        rows = table.derive(fresh, info) if len(fresh) else pd.DataFrame(columns=table.columns)
+        if table.ledger is LedgerKind.SPAN:
+            spans = span_rows(checkpoint.last_offsets, ledger)
+            if spans:
+                marks = pd.DataFrame(
+                    [{**table.ledger_row_defaults, "ledger_topic": t, "ledger_partition": p,
+                      "offset_span": s} for t, p, s in spans]  # fmt: skip
+                )
+                rows = marks if rows.empty else pd.concat([rows, marks], ignore_index=True)
+        return rows.reindex(columns=list(table.columns))
+
+    async def _write_table(
+        self, table: SinkTable, checkpoint: Checkpoint, frame: pd.DataFrame,
+        info: CheckpointInfo,
+    ) -> None:  # fmt: skip
+        attempt = 0
+        while True:
+            if self._stopping.is_set():
+                raise SinkStopped(f"stopped while writing {table.name}")
+            try:
+                ledger = await self._ledger(table)
+                rows = self.rows_for(table, checkpoint, frame, ledger, info)
+                if len(rows):
+                    await self.backend.insert(table.name, rows)
+                    self.stats.inserts += 1
+                    self.stats.rows[table.name] = self.stats.rows.get(table.name, 0) + len(rows)
+                advance(ledger, checkpoint.last_offsets)
+                if attempt:
+                    log.warning("sink: %s written after %d retries", table.name, attempt)
+                self.stats.waiting_since = None
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the store is unreachable or refused the insert
+                # the insert may have landed before the error: re-read the ledger first
+                self._ledgers.pop(table.name, None)
+                self.stats.failures += 1
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                if self.stats.waiting_since is None:
+                    self.stats.waiting_since = time.time()
+                delay = self.retry.delay(attempt)
+                log.warning(
+                    "sink: writing %s failed (attempt %d), consumer paused, retry in %.1fs: %s",
+                    table.name, attempt + 1, delay, self.stats.last_error,
+                )  # fmt: skip
+                attempt += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)

@@ -1,0 +1,118 @@
+"""Versioned schema migrations, gated on what the detected server supports.
+
+Each migration is a pure function ``(db, features) -> [DDL]`` so the same schema runs on the
+embedded engine (chdb, ClickHouse 26.x) and on old servers (Debian's 18.16 in tests): newer
+features such as TTL and LowCardinality are used only where the server has them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+COUNT_KEY = (
+    "district", "street", "community", "grid_code", "category", "subcategory", "source",
+)  # fmt: skip
+
+EVENT_TABLE = "events"
+CASE_TABLE = "case_events"
+DEAD_TABLE = "dead_letters"
+LATE_TABLE = "late_event_counts"
+
+
+def counts_table(window: str) -> str:
+    return f"event_counts_{window}"
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """What the server can do, from its version."""
+
+    version: tuple[int, ...]
+    ttl: bool
+    low_cardinality: bool
+
+    @classmethod
+    def from_version(cls, version: str) -> Features:
+        parts = tuple(int(p) for p in version.split(".")[:3] if p.isdigit())
+        return cls(version=parts, ttl=parts >= (19, 6), low_cardinality=parts >= (19, 9))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    raw_retention_days: int
+    windows: tuple[str, ...]
+
+
+def _lc(f: Features) -> str:
+    return "LowCardinality(String)" if f.low_cardinality else "String"
+
+
+def _ttl(f: Features, column: str, days: int) -> str:
+    return f" TTL {column} + INTERVAL {days} DAY" if f.ttl else ""
+
+
+def v1_core(db: str, f: Features, s: Settings) -> list[str]:
+    lc = _lc(f)
+    dt = "DateTime('UTC')"
+    src = f"src_topic {lc}, src_partition UInt32, src_offset UInt64, src_index Int32"
+    stmts = [
+        f"""CREATE TABLE IF NOT EXISTS {db}.{EVENT_TABLE} (
+            event_time {dt}, record_time {dt}, ingested_at {dt},
+            source {lc}, event_id String, ref_id String,
+            district {lc}, street {lc}, community {lc}, grid_code {lc}, located_by {lc},
+            category {lc}, subcategory {lc}, sensor_id String, value Float64, unit {lc},
+            reporter_id String, caller_hash String, channel {lc},
+            lon Float64, lat Float64, text String, late UInt8, {src}
+        ) ENGINE = MergeTree PARTITION BY toYYYYMM(ingested_at)
+        ORDER BY (source, grid_code, event_time){_ttl(f, 'ingested_at', s.raw_retention_days)}""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.{CASE_TABLE} (
+            event_time {dt}, record_time {dt}, ingested_at {dt}, event_id String,
+            case_id String, action {lc}, grid_code {lc}, category {lc}, unit String,
+            actor String, deadline {dt}, rating {lc}, note String, {src}
+        ) ENGINE = MergeTree PARTITION BY toYYYYMM(ingested_at)
+        ORDER BY (case_id, event_time, src_offset)""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.{DEAD_TABLE} (
+            record_time {dt}, ingested_at {dt}, {src},
+            reason_code {lc}, reason String, payload String
+        ) ENGINE = MergeTree PARTITION BY toYYYYMM(ingested_at)
+        ORDER BY (src_topic, src_partition, src_offset, src_index)""",
+    ]
+    key_cols = ", ".join(f"{c} {lc}" for c in COUNT_KEY)
+    ledger_cols = f"ledger_topic {lc}, ledger_partition Int32, n UInt64, offset_span UInt64"
+    for w in s.windows:
+        stmts.append(
+            f"""CREATE TABLE IF NOT EXISTS {db}.{counts_table(w)} (
+                bucket {dt}, {key_cols}, {ledger_cols}
+            ) ENGINE = SummingMergeTree((n, offset_span))
+            ORDER BY (bucket, {", ".join(COUNT_KEY)}, ledger_topic, ledger_partition)"""
+        )
+    stmts.append(
+        f"""CREATE TABLE IF NOT EXISTS {db}.{LATE_TABLE} (
+            granularity {lc}, bucket {dt}, {key_cols}, {ledger_cols}
+        ) ENGINE = SummingMergeTree((n, offset_span))
+        ORDER BY (granularity, bucket, {", ".join(COUNT_KEY)}, ledger_topic, ledger_partition)"""
+    )
+    return stmts
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    statements: Callable[[str, Features, Settings], list[str]]
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "raw events, case events, dead letters, windowed counts with ledgers", v1_core),
+]
+
+
+def migrations_table(db: str) -> str:
+    return f"""CREATE TABLE IF NOT EXISTS {db}.schema_migrations (
+        version UInt32, description String, applied_at DateTime('UTC')
+    ) ENGINE = MergeTree ORDER BY version"""
+
+
+def pending(applied: set[int]) -> list[Migration]:
+    return [m for m in MIGRATIONS if m.version not in applied]

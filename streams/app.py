@@ -1,0 +1,220 @@
+"""The Faust app: one ingest agent over the four ingest topics, plus two web views.
+
+Layering follows Faust's own: app -> agent -> stream (``noack_take`` batches) -> sink.
+Faust tables are deliberately not used for counts: state lives in ClickHouse behind
+per-table ledgers (see ``sinks.base``), which survives restarts on any Kafka-protocol broker.
+
+Offsets: the agent reads with ``noack_take`` and acks a batch's events itself, only once the
+batch is in ClickHouse, so Faust never commits an offset whose data is not stored (a batch
+abandoned by a crash or shutdown stays unacked and is redelivered). While ClickHouse is down
+the body keeps retrying, the agent stops pulling, Faust's bounded stream buffer fills, and
+fetching pauses: backpressure with bounded memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from gridpulse.settings import Settings
+from sinks.base import BatchSink, SinkStopped
+from sinks.base.sink import RetryPolicy
+from sinks.clickhouse.backend import QueryRefused, _Blocking
+from streams.pipeline import Message, Normalizer, build_tables
+
+log = logging.getLogger("gridpulse.worker")
+
+DEAD_LETTER_HEADERS = ("reason_code", "reason", "src_topic", "src_partition", "src_offset",
+                       "src_index")  # fmt: skip
+
+
+class Runtime:
+    """The agent's state: normalizer, sink, dead-letter producer and live counters."""
+
+    def __init__(self, app: faust.App, settings: Settings, backend: _Blocking) -> None:
+        self.app = app
+        self.settings = settings
+        self.backend = backend
+        city = settings.city
+        self.normalizer = Normalizer(settings, city)
+        self.sink = BatchSink(
+            backend,
+            build_tables(settings, city),
+            RetryPolicy(settings.sink.retry_initial_seconds, settings.sink.retry_max_seconds),
+        )
+        self.started = time.time()
+        self.messages = 0
+        self.events = 0
+        self.dead = 0
+        self.late = 0
+        self.batches = 0
+        self.processed: dict[tuple[str, int], int] = {}
+        self.history: deque[tuple[float, int, int]] = deque(maxlen=120)
+        self.last_batch_ms = 0.0
+
+    async def handle(self, events: list[Any]) -> None:
+        t0 = time.perf_counter()
+        msgs = [
+            Message(e.message.topic, e.message.partition, e.message.offset,
+                    e.message.timestamp, e.message.value)
+            for e in events
+        ]  # fmt: skip
+        batch = self.normalizer.batch(msgs)
+        await self._dead_letter(batch.dead)
+        await self.sink.write(batch.checkpoint, batch.frames)
+        ev = batch.frames["events"]
+        self.messages += batch.messages
+        self.events += len(ev)
+        self.dead += len(batch.dead)
+        self.batches += 1
+        for tp, off in batch.checkpoint.last_offsets.items():
+            self.processed[tp] = off
+        self.history.append((time.time(), self.messages, self.events))
+        self.last_batch_ms = (time.perf_counter() - t0) * 1000
+
+    async def _dead_letter(self, dead: list[tuple]) -> None:
+        """Original bytes plus source and reason (as headers) to the dead-letter topic."""
+        if not dead:
+            return
+        producer = self.app.producer
+        topic = self.settings.topics.dead_letter
+        futures = []
+        for record_s, src_topic, part, offset, index, code, reason, payload in dead:
+            values = (code, reason, src_topic, part, offset, index)
+            headers = [(k, str(v).encode()) for k, v in zip(DEAD_LETTER_HEADERS, values,
+                                                              strict=True)]  # fmt: skip
+            futures.append(
+                await producer.send(topic, None, payload, None, record_s, headers)
+            )
+        await asyncio.gather(*futures)
+
+    def rates(self, window_s: float = 10.0) -> tuple[float, float]:
+        if len(self.history) < 2:
+            return 0.0, 0.0
+        now = self.history[-1]
+        old = next((h for h in self.history if now[0] - h[0] <= window_s), self.history[0])
+        dt = max(now[0] - old[0], 1e-6)
+        return (now[1] - old[1]) / dt, (now[2] - old[2]) / dt
+
+    def lag(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        consumer = getattr(self.app, "_consumer", None)
+        if consumer is None:
+            return out
+        for tp in consumer.assignment():
+            try:
+                hw = consumer.highwater(tp)
+            except Exception:  # noqa: BLE001 - not fetched yet
+                continue
+            if hw is None:
+                continue
+            done = self.processed.get((tp.topic, tp.partition), -1) + 1
+            out[f"{tp.topic}[{tp.partition}]"] = max(0, int(hw) - done)
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        msg_rate, ev_rate = self.rates()
+        s = self.sink.stats
+        return {
+            "uptime_s": round(time.time() - self.started, 1),
+            "messages": self.messages,
+            "events": self.events,
+            "dead_lettered": self.dead,
+            "batches": self.batches,
+            "messages_per_s": round(msg_rate, 1),
+            "events_per_s": round(ev_rate, 1),
+            "last_batch_ms": round(self.last_batch_ms, 1),
+            "lag": self.lag(),
+            "sink": {
+                "inserts": s.inserts,
+                "rows": s.rows,
+                "dropped_redelivered": s.dropped_redelivered,
+                "failures": s.failures,
+                "last_error": s.last_error,
+                "waiting_for_store_s": (
+                    round(time.time() - s.waiting_since, 1) if s.waiting_since else 0
+                ),
+            },
+            "clickhouse": {"version": self.backend.version},
+        }
+
+
+def create_app(settings: Settings, backend: _Blocking) -> tuple[faust.App, Runtime]:
+    w = settings.worker
+    app = faust.App(
+        w.app_id,
+        broker=settings.broker,
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=True,
+        web_host=w.web_host,
+        web_port=w.web_port,
+        web_bind=w.web_host,
+        topic_partitions=settings.topics.partitions,
+        topic_replication_factor=settings.topics.replication_factor,
+        topic_disable_leader=True,
+        broker_session_timeout=w.session_timeout_seconds,
+        broker_heartbeat_interval=w.heartbeat_interval_seconds,
+        broker_rebalance_timeout=w.rebalance_timeout_seconds,
+        consumer_auto_offset_reset="earliest",
+        stream_buffer_maxsize=w.stream_buffer_maxsize,
+        producer_linger=0.005,
+        producer_max_request_size=16 * 1024 * 1024,
+        consumer_max_fetch_size=16 * 1024 * 1024,
+    )
+    runtime = Runtime(app, settings, backend)
+    topic = app.topic(*settings.topics.ingest, key_type=bytes, value_type=bytes)
+
+    @app.agent(topic, concurrency=1)
+    async def ingest(stream: faust.StreamT) -> None:
+        try:
+            async for events in stream.noack_take(
+                settings.sink.batch_max, within=settings.sink.batch_seconds
+            ):
+                await runtime.handle(list(events))
+                for event in events:
+                    await stream.ack(event)
+        except SinkStopped as exc:
+            log.warning("ingest stopped before its batch was stored (will be redelivered): %s",
+                        exc)  # fmt: skip
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(app: faust.App, revoked: Any, **kw: Any) -> None:
+        runtime.sink.invalidate()
+
+    @app.on_partitions_assigned.connect
+    async def _assigned(app: faust.App, assigned: Any, **kw: Any) -> None:
+        runtime.sink.invalidate()
+
+    @app.page("/stats/")
+    class Stats(View):
+        async def get(self, request: Request) -> Response:
+            return self.json(runtime.snapshot())
+
+    @app.page("/query/")
+    class Query(View):
+        """Read-only SQL for `gridpulse query` and the live view while this worker holds
+        the embedded engine (one process per chdb folder)."""
+
+        async def post(self, request: Request) -> Response:
+            return await self._run((await request.read()).decode())
+
+        async def get(self, request: Request) -> Response:
+            return await self._run(request.query.get("sql", ""))
+
+        async def _run(self, sql: str) -> Response:
+            try:
+                return self.text(await backend.query_tsv(sql))
+            except QueryRefused as exc:
+                return self.text(f"refused: {exc}\n", status=403)
+            except Exception as exc:  # noqa: BLE001 - report query errors to the caller
+                return self.text(f"error: {exc}\n", status=400)
+
+    return app, runtime

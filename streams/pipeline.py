@@ -1,0 +1,168 @@
+"""One consumer batch in, one checkpoint out: normalize messages, build frames, pick tables.
+
+This is the agent's body without Faust, so it can be driven by tests directly. It owns the
+mapping from topics to streams and the definition of every sink table's rows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+import pandas as pd
+
+from gridpulse.city import City
+from gridpulse.settings import Settings
+from sinks.base import Checkpoint, LedgerKind, SinkTable
+from sinks.base.table import CheckpointInfo
+from sinks.clickhouse import schema
+from streams.aggregate import COUNT_KEY, count_events, windowed
+from streams.normalize import (
+    CASE_COLUMNS,
+    DEAD_LETTER_COLUMNS,
+    EVENT_COLUMNS,
+    Rules,
+    Source,
+    normalize_message,
+)
+from streams.windows import TumblingWindow, window_set
+
+RAW_EVENT_COLUMNS = (*EVENT_COLUMNS, "ingested_at", "late")
+RAW_CASE_COLUMNS = (*CASE_COLUMNS, "ingested_at")
+RAW_DEAD_COLUMNS = (*DEAD_LETTER_COLUMNS, "ingested_at")
+COUNT_COLUMNS = ("bucket", *COUNT_KEY, "ledger_topic", "ledger_partition", "n", "offset_span")
+LATE_COLUMNS = ("granularity", *COUNT_COLUMNS)
+_LEDGER_DEFAULTS = {"bucket": 0, "n": 0, **{k: "" for k in COUNT_KEY}}
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """What the pipeline needs of a consumed record."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_s: float
+    value: bytes | None
+
+
+def _stamp(frame: pd.DataFrame, info: CheckpointInfo) -> pd.DataFrame:
+    return frame.assign(ingested_at=info.ingested_at)
+
+
+def _raw_events(
+    base: TumblingWindow, tz: str, grace_s: int, frame: pd.DataFrame, info: CheckpointInfo
+) -> pd.DataFrame:
+    _, late = windowed(frame, base, tz, grace_s)
+    return frame.assign(ingested_at=info.ingested_at, late=late.astype(np.uint8))
+
+
+def _data_rows(counts: pd.DataFrame) -> pd.DataFrame:
+    return counts.assign(ledger_topic="", ledger_partition=-1, offset_span=0)
+
+
+def _counts(
+    window: TumblingWindow, tz: str, grace_s: int, frame: pd.DataFrame, info: CheckpointInfo
+) -> pd.DataFrame:
+    on_time, _ = count_events(frame, window, tz, grace_s)
+    return _data_rows(on_time)
+
+
+def _late_counts(
+    windows: list[TumblingWindow], tz: str, grace_s: int, frame: pd.DataFrame,
+    info: CheckpointInfo,
+) -> pd.DataFrame:  # fmt: skip
+    parts = []
+    for w in windows:
+        _, late = count_events(frame, w, tz, grace_s)
+        if len(late):
+            parts.append(_data_rows(late).assign(granularity=w.name))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=LATE_COLUMNS)
+
+
+def build_tables(settings: Settings, city: City) -> list[SinkTable]:
+    """Every table a checkpoint is written to, raw first, then the windowed counts."""
+    tz, grace = city.timezone, settings.window.grace_seconds
+    windows = window_set(settings.window.bucket_seconds, list(settings.window.rollups))
+    tables = [
+        SinkTable(schema.EVENT_TABLE, "events", RAW_EVENT_COLUMNS, LedgerKind.MAX,
+                  partial(_raw_events, windows[0], tz, grace)),
+        SinkTable(schema.CASE_TABLE, "cases", RAW_CASE_COLUMNS, LedgerKind.MAX, _stamp),
+        SinkTable(schema.DEAD_TABLE, "dead", RAW_DEAD_COLUMNS, LedgerKind.MAX, _stamp),
+    ]  # fmt: skip
+    for w in windows:
+        tables.append(
+            SinkTable(schema.counts_table(w.name), "events", COUNT_COLUMNS, LedgerKind.SPAN,
+                      partial(_counts, w, tz, grace), _LEDGER_DEFAULTS)  # fmt: skip
+        )
+    tables.append(
+        SinkTable(schema.LATE_TABLE, "events", LATE_COLUMNS, LedgerKind.SPAN,
+                  partial(_late_counts, windows, tz, grace),
+                  {**_LEDGER_DEFAULTS, "granularity": ""})  # fmt: skip
+    )
+    return tables
+
+
+def schema_settings(settings: Settings) -> schema.Settings:
+    windows = window_set(settings.window.bucket_seconds, list(settings.window.rollups))
+    return schema.Settings(
+        raw_retention_days=settings.sink.raw_retention_days,
+        windows=tuple(w.name for w in windows),
+    )
+
+
+@dataclass
+class Batch:
+    """A normalized consumer batch, ready for ``BatchSink.write``."""
+
+    checkpoint: Checkpoint
+    frames: dict[str, pd.DataFrame]
+    dead: list[tuple]  # dead-letter rows, also sent to the dead-letter topic
+    messages: int
+
+
+class Normalizer:
+    """Normalizes consumer batches for one city under one settings object."""
+
+    def __init__(self, settings: Settings, city: City) -> None:
+        self.city = city
+        t = settings.topics
+        self.stream_of = {t.inspector: "inspector", t.sensor: "sensor", t.hotline: "hotline",
+                          t.case: "case"}  # fmt: skip
+        self.rules = Rules(
+            max_future_skew_s=settings.window.max_future_skew_seconds,
+            max_age_s=settings.window.max_age_days * 86_400,
+            caller_salt=settings.caller_salt.get_secret_value().encode(),
+        )
+
+    def batch(self, messages: Iterable[Message], now: float | None = None) -> Batch:
+        events: list[tuple] = []
+        cases: list[tuple] = []
+        dead: list[tuple] = []
+        last: dict[tuple[str, int], int] = {}
+        n = 0
+        for m in messages:
+            n += 1
+            tp = (m.topic, m.partition)
+            if m.offset > last.get(tp, -1):
+                last[tp] = m.offset
+            src = Source(m.topic, m.partition, m.offset, m.timestamp_s)
+            out = normalize_message(self.city, self.stream_of[m.topic], m.value, src, self.rules)
+            events.extend(out.events)
+            cases.extend(out.cases)
+            dead.extend(out.dead)
+        dead_frame = pd.DataFrame(dead, columns=DEAD_LETTER_COLUMNS)
+        if len(dead_frame):
+            dead_frame["payload"] = [
+                p.decode("utf-8", "backslashreplace") for p in dead_frame["payload"]
+            ]
+        frames = {
+            "events": pd.DataFrame(events, columns=EVENT_COLUMNS),
+            "cases": pd.DataFrame(cases, columns=CASE_COLUMNS),
+            "dead": dead_frame,
+        }
+        ingested = int(now if now is not None else time.time())
+        return Batch(Checkpoint(last, ingested), frames, dead, n)
