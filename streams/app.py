@@ -131,6 +131,7 @@ class Runtime:
             "events_per_s": round(ev_rate, 1),
             "last_batch_ms": round(self.last_batch_ms, 1),
             "lag": self.lag(),
+            "processed": {f"{t}[{p}]": o for (t, p), o in sorted(self.processed.items())},
             "sink": {
                 "inserts": s.inserts,
                 "rows": s.rows,

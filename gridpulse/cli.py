@@ -1,0 +1,197 @@
+"""The ``gridpulse`` console script: operate the pipeline piece by piece, or all at once."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gridpulse.settings import REPO_ROOT, Settings
+
+CITIES = REPO_ROOT / "config" / "cities"
+FORMATS = REPO_ROOT / "sources" / "formats"
+
+
+def _city_path(name: str) -> Path:
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml") and p.exists():
+        return p
+    candidate = CITIES / f"{name}.yaml"
+    if not candidate.exists():
+        known = ", ".join(sorted(q.stem for q in CITIES.glob("*.yaml")))
+        raise SystemExit(f"unknown city {name!r}: give a YAML path or one of: {known}")
+    return candidate
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {}
+    if getattr(args, "city", None):
+        overrides["city_file"] = _city_path(args.city)
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from infra.services import LocalStack
+
+    s = _settings(args)
+    stack = LocalStack(s, durable=args.durable, with_clickhouse_server=args.clickhouse_server)
+    times = stack.up()
+    print(stack.format_status(stack.status()))
+    print("started in " + ", ".join(f"{k} {v:.2f}s" for k, v in times.items()))
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from infra.services import LocalStack
+
+    LocalStack(_settings(args)).down()
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from infra.services import LocalStack
+
+    stack = LocalStack(_settings(args))
+    print(stack.format_status(stack.status()))
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from gridpulse.worker import run_worker
+
+    run_worker(_settings(args), loglevel=args.loglevel)
+    return 0
+
+
+def _parse_start(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    dt = datetime.fromisoformat(value)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from sources.run import simulate
+
+    stats = simulate(
+        _settings(args),
+        seed=args.seed,
+        duration_s=args.duration,
+        speed=args.speed,
+        rate=args.rate,
+        start=_parse_start(args.start),
+        truth_path=args.truth,
+        envelopes=not args.single_readings,
+        bad_fraction=args.bad_fraction,
+    )
+    print(json.dumps(stats, default=str))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from sources.run import replay
+
+    s = _settings(args)
+    report = replay(s, args.file, args.format, speed=args.speed)
+    print(report)
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from gridpulse.query import run_query
+
+    sys.stdout.write(run_query(_settings(args), args.sql))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from gridpulse.bench import run_bench
+
+    result = run_bench(args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gridpulse.run import run_all
+
+    return run_all(_settings(args), args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="gridpulse",
+        description="City grid-management stream processing: broker -> Faust -> ClickHouse.",
+    )
+    p.add_argument("--city", help="city name under config/cities or a YAML path")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    up = sub.add_parser("up", help="start the local broker (and optionally clickhouse-server)")
+    up.add_argument("--durable", action="store_true", help="S3-backed broker via SeaweedFS")
+    up.add_argument("--clickhouse-server", action="store_true",
+                    help="also start Debian's clickhouse-server")  # fmt: skip
+    up.set_defaults(fn=cmd_up)
+    sub.add_parser("down", help="stop what `up` started").set_defaults(fn=cmd_down)
+    sub.add_parser("status", help="what is running").set_defaults(fn=cmd_status)
+
+    w = sub.add_parser("worker", help="run the Faust worker")
+    w.add_argument("--loglevel", default="INFO")
+    w.set_defaults(fn=cmd_worker)
+
+    sim = sub.add_parser("simulate", help="publish simulated city streams")
+    sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--duration", type=float, default=3600.0, help="simulated seconds")
+    sim.add_argument("--speed", type=float, default=1.0,
+                     help="simulated seconds per wall second; 0 = as fast as possible")
+    sim.add_argument("--rate", type=float, default=1.0, help="rate multiplier")
+    sim.add_argument("--start", help="simulated start time (ISO 8601); default now")
+    sim.add_argument("--truth", help="write injected incidents (ground truth) to this JSONL")
+    sim.add_argument("--single-readings", action="store_true",
+                     help="one message per sensor reading instead of gateway envelopes")
+    sim.add_argument("--bad-fraction", type=float, default=None,
+                     help="fraction of deliberately malformed messages")  # fmt: skip
+    sim.set_defaults(fn=cmd_simulate)
+
+    rep = sub.add_parser("replay", help="publish a real 311 export as hotline requests")
+    rep.add_argument("file")
+    rep.add_argument("--format", default="la311",
+                     help=f"an import format under {FORMATS} (e.g. la311) or a YAML path")
+    rep.add_argument("--speed", type=float, default=0.0,
+                     help="event-time seconds per wall second; 0 = as fast as possible")
+    rep.set_defaults(fn=cmd_replay)
+
+    q = sub.add_parser("query", help="read-only SQL against the configured ClickHouse (TSV)")
+    q.add_argument("sql")
+    q.set_defaults(fn=cmd_query)
+
+    b = sub.add_parser("bench", help="end-to-end benchmark on a private local stack")
+    b.add_argument("--json", help="also write the results to this file")
+    b.add_argument("--seconds", type=float, default=20.0, help="length of each measured run")
+    b.set_defaults(fn=cmd_bench)
+
+    r = sub.add_parser("run", help="local stack + worker + simulator + live view until Ctrl-C")
+    r.add_argument("--seed", type=int, default=7)
+    r.add_argument("--speed", type=float, default=60.0)
+    r.add_argument("--rate", type=float, default=1.0)
+    r.add_argument("--durable", action="store_true")
+    r.set_defaults(fn=cmd_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The live terminal view of ``gridpulse run``: throughput, lag, top grids and categories.
+
+It only reads: the worker's ``/stats/`` view and read-only SQL through ``/query/``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import httpx
+from rich.console import Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+from gridpulse.settings import Settings
+
+TOP_N = 8
+
+
+@dataclass(frozen=True)
+class ViewQueries:
+    """The SQL behind the panels, over the last ``minutes`` of event time."""
+
+    db: str
+    minutes: int = 15
+
+    def top(self, column: str) -> str:
+        return (
+            f"SELECT {column}, sum(n) AS events FROM {self.db}.event_counts_1m "
+            f"WHERE ledger_partition < 0 AND bucket >= now() - INTERVAL {self.minutes} MINUTE "
+            f"GROUP BY {column} ORDER BY events DESC, {column} LIMIT {TOP_N}"
+        )
+
+    def dead(self) -> str:
+        return (
+            f"SELECT reason_code, count() FROM {self.db}.dead_letters "
+            "GROUP BY reason_code ORDER BY count() DESC"
+        )
+
+
+def _tsv(text: str) -> list[list[str]]:
+    return [line.split("\t") for line in text.splitlines() if line]
+
+
+class LiveView:
+    def __init__(self, settings: Settings, db: str = "gridpulse") -> None:
+        self.base = f"http://{settings.worker.web_host}:{settings.worker.web_port}"
+        self.q = ViewQueries(db)
+        self.client = httpx.Client(timeout=5)
+
+    def _sql(self, sql: str) -> list[list[str]]:
+        r = self.client.post(f"{self.base}/query/", content=sql.encode())
+        return _tsv(r.text) if r.status_code == 200 else [["error", r.text.strip()[:60]]]
+
+    def render(self) -> Group | Panel:
+        try:
+            stats = self.client.get(f"{self.base}/stats/").json()
+        except (httpx.HTTPError, ValueError) as exc:
+            return Panel(f"waiting for the worker at {self.base} … ({type(exc).__name__})")
+        head = Table.grid(padding=(0, 2))
+        lag = sum(stats["lag"].values())
+        sink = stats["sink"]
+        head.add_row(
+            f"[b]{stats['events_per_s']:,.0f}[/] events/s",
+            f"[b]{stats['messages_per_s']:,.0f}[/] msgs/s",
+            f"lag [b]{lag:,}[/]",
+            f"events [b]{stats['events']:,}[/]",
+            f"dead-lettered [b red]{stats['dead_lettered']:,}[/]",
+            f"batch {stats['last_batch_ms']:.0f} ms",
+        )
+        if sink["waiting_for_store_s"]:
+            head.add_row(f"[b red]ClickHouse unavailable for {sink['waiting_for_store_s']}s: "
+                         f"{sink['last_error'][:80]}[/]")  # fmt: skip
+        tables = Table.grid(padding=(0, 4))
+        panels = []
+        for title, column in (("top grids", "grid_code"), ("top categories", "subcategory"),
+                              ("by source", "source")):  # fmt: skip
+            t = Table(title=f"{title} (last {self.q.minutes} min)", show_edge=False)
+            t.add_column(column)
+            t.add_column("events", justify="right")
+            for row in self._sql(self.q.top(column)):
+                t.add_row(*row[:2])
+            panels.append(t)
+        dead = Table(title="dead letters by reason", show_edge=False)
+        dead.add_column("reason")
+        dead.add_column("n", justify="right")
+        for row in self._sql(self.q.dead()):
+            dead.add_row(*row[:2])
+        panels.append(dead)
+        tables.add_row(*panels)
+        return Group(Panel(head, title="gridpulse live"), tables)
+
+    def run(self, refresh_s: float = 1.0) -> None:
+        with Live(self.render(), refresh_per_second=4, screen=False) as live:
+            while True:
+                time.sleep(refresh_s)
+                live.update(self.render())

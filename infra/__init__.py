@@ -1,0 +1,1 @@
+"""Local infrastructure: start/stop the dev stack (Tansu, SeaweedFS, clickhouse-server), topics."""

@@ -1,0 +1,1 @@
+"""Sources: the city simulator, replay importers and the Kafka publisher."""
