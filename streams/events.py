@@ -9,7 +9,6 @@ many readings.
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -117,7 +116,7 @@ class CaseEvent(_Wire):
     category: Code | None = None
     unit: str | None = Field(None, max_length=128)
     actor: str | None = Field(None, max_length=128)
-    deadline: datetime | None = None
+    deadline: AwareDatetime | None = None
     rating: Literal["satisfied", "basically_satisfied", "dissatisfied"] | None = None
     note: str = Field("", max_length=4000)
 

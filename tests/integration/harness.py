@@ -1,0 +1,257 @@
+"""Drive real worker processes and compute expected results independently of the pipeline.
+
+The expectation side deliberately re-implements the rules in plain Python (datetime math,
+brute-force point-in-polygon) instead of calling ``streams.*``: a bug shared by both sides
+would otherwise go unseen.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+from shapely.geometry import Point, shape
+
+from gridpulse.city import UNLOCATED, City
+from infra.services import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+GRACE_S = 120
+
+
+@dataclass
+class PipelineEnv:
+    """One isolated pipeline: its own topics, consumer group, web port and store."""
+
+    bootstrap: str
+    clickhouse: str
+    city_file: Path
+    data_dir: Path
+    prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:8]}")
+    partitions: int = 4
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def env(self, web_port: int) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDPULSE_")}
+        env.update({
+            "GRIDPULSE_BROKER": f"kafka://{self.bootstrap}",
+            "GRIDPULSE_CLICKHOUSE": self.clickhouse,
+            "GRIDPULSE_CITY_FILE": str(self.city_file),
+            "GRIDPULSE_DATA_DIR": str(self.data_dir),
+            "GRIDPULSE_TOPICS__PREFIX": self.prefix,
+            "GRIDPULSE_TOPICS__PARTITIONS": str(self.partitions),
+            "GRIDPULSE_WORKER__APP_ID": f"gp-{self.prefix}",
+            "GRIDPULSE_WORKER__WEB_PORT": str(web_port),
+            "GRIDPULSE_WINDOW__GRACE_SECONDS": str(GRACE_S),
+            "GRIDPULSE_SINK__BATCH_SECONDS": "0.5",
+            **self.extra,
+        })
+        return env
+
+    def topic(self, stream: str) -> str:
+        names = {"inspector": "inspector.reports", "sensor": "sensor.readings",
+                 "hotline": "hotline.requests", "case": "case.events"}
+        return f"{self.prefix}.{names[stream]}"
+
+
+class WorkerProc:
+    """A ``gridpulse worker`` child process with its web views."""
+
+    def __init__(self, penv: PipelineEnv, name: str = "w") -> None:
+        self.penv = penv
+        self.port = free_port()
+        self.log = penv.data_dir / f"worker-{name}-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
+
+    def start(self) -> WorkerProc:
+        self.penv.data_dir.mkdir(parents=True, exist_ok=True)
+        fh = open(self.log, "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gridpulse.cli", "worker", "--loglevel", "WARNING"],
+            cwd=ROOT, env=self.penv.env(self.port), stdout=fh, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_ready(self, timeout: float = 90) -> WorkerProc:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"worker exited early:\n{self.log_tail()}")
+            try:
+                if self.http.get("/stats/").status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"worker not ready in {timeout}s:\n{self.log_tail()}")
+
+    def stats(self) -> dict[str, Any]:
+        return self.http.get("/stats/").json()
+
+    def query(self, sql: str) -> list[list[str]]:
+        r = self.http.post("/query/", content=sql.encode())
+        assert r.status_code == 200, r.text
+        return [line.split("\t") for line in r.text.splitlines() if line]
+
+    def kill(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self, timeout: float = 30) -> None:
+        if not self.alive():
+            return
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def wait_processed(workers: list[WorkerProc], ends: dict[str, int], timeout: float = 180) -> None:
+    """Until the workers together have processed every published offset."""
+    deadline = time.monotonic() + timeout
+    seen: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        seen = {}
+        for w in workers:
+            if not w.alive():
+                raise RuntimeError(f"worker died:\n{w.log_tail()}")
+            try:
+                for k, off in w.stats()["processed"].items():
+                    seen[k] = max(seen.get(k, -1), off)
+            except httpx.HTTPError:
+                continue
+        if all(seen.get(k, -1) >= off for k, off in ends.items()):
+            return
+        time.sleep(0.5)
+    missing = {k: (seen.get(k), off) for k, off in ends.items() if seen.get(k, -1) < off}
+    raise TimeoutError(f"not processed in {timeout}s: {missing}\n{workers[0].log_tail()}")
+
+
+# ---- the independent expectation --------------------------------------------------------
+
+
+@dataclass
+class Sent:
+    topic: str
+    partition: int
+    offset: int
+    emission: Any
+
+
+@dataclass
+class Expected:
+    counts: dict[str, Counter] = field(default_factory=dict)  # window -> (bucket,grid,sub,src)
+    late: dict[str, Counter] = field(default_factory=dict)
+    events: int = 0
+    dead: int = 0
+
+
+class ExpectedCity:
+    """Brute-force grid lookup and category rules, straight from the YAML model."""
+
+    def __init__(self, city: City) -> None:
+        self.city = city
+        self.polys = [(g.code, shape(g.polygon.model_dump())) for g in city.iter_grids()]
+        self.sensor_grid = {s.id: s.grid for s in city.sensors}
+        self.tz = ZoneInfo(city.timezone)
+
+    def grid_of(self, grid: str | None, loc: Any) -> str:
+        if grid:
+            return grid
+        if loc is None:
+            return UNLOCATED
+        p = Point(loc.lon, loc.lat)
+        for code, poly in self.polys:
+            if poly.covers(p):
+                return code
+        return UNLOCATED
+
+    def bucket(self, t: datetime, window: str) -> tuple[int, int]:
+        ts = int(t.timestamp())
+        if window == "1d":
+            local = t.astimezone(self.tz)
+            start = datetime(local.year, local.month, local.day, tzinfo=self.tz)
+            nxt = datetime.fromordinal(start.toordinal() + 1).replace(tzinfo=self.tz)
+            return int(start.timestamp()), int(nxt.timestamp())
+        size = {"1m": 60, "5m": 300, "1h": 3600}[window]
+        return ts - ts % size, ts - ts % size + size
+
+
+def expect(city: City, sent: list[Sent], windows=("1m", "5m", "1h", "1d")) -> Expected:
+    """What the tables must hold, computed from what was published."""
+    ec = ExpectedCity(city)
+    out = Expected(counts={w: Counter() for w in windows}, late={w: Counter() for w in windows})
+    for s in sent:
+        e = s.emission
+        msg = e.message
+        if msg is None or e.bad_kind:
+            out.dead += 1
+            continue
+        record_s = e.record_ts.timestamp()
+        if msg.type == "sensor.envelope":
+            items = [(r, ec.sensor_grid[r.sensor_id], f"sensor.{r.kind}", "sensor")
+                     for r in msg.readings]
+        elif msg.type == "sensor.reading":
+            items = [(msg, ec.sensor_grid[msg.sensor_id], f"sensor.{msg.kind}", "sensor")]
+        elif msg.type == "inspector.report":
+            items = [(msg, ec.grid_of(msg.grid, msg.location), msg.category, "inspector")]
+        elif msg.type == "hotline.request":
+            items = [(msg, ec.grid_of(msg.grid, msg.location), msg.category, "hotline")]
+        else:
+            continue
+        for m, grid, sub, source in items:
+            out.events += 1
+            for w in windows:
+                start, end = ec.bucket(m.occurred_at, w)
+                target = out.late if record_s > end + GRACE_S else out.counts
+                target[w][(start, grid, sub, source)] += 1
+    return out
+
+
+def to_epoch(value: str) -> int:
+    return int(datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp())
+
+
+def actual_counts(query, db: str, window: str) -> Counter:
+    rows = query(
+        f"SELECT bucket, grid_code, subcategory, source, sum(n) FROM {db}.event_counts_{window} "
+        "WHERE ledger_partition < 0 GROUP BY bucket, grid_code, subcategory, source "
+        "HAVING sum(n) > 0"
+    )
+    return Counter({(to_epoch(b), g, s, src): int(n) for b, g, s, src, n in rows})
+
+
+def actual_late(query, db: str, window: str) -> Counter:
+    rows = query(
+        f"SELECT bucket, grid_code, subcategory, source, sum(n) FROM {db}.late_event_counts "
+        f"WHERE granularity = '{window}' AND ledger_partition < 0 "
+        "GROUP BY bucket, grid_code, subcategory, source HAVING sum(n) > 0"
+    )
+    return Counter({(to_epoch(b), g, s, src): int(n) for b, g, s, src, n in rows})
