@@ -7,6 +7,7 @@ and say which streams may produce them. Validation happens once, at load.
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -15,6 +16,9 @@ import yaml
 from pydantic import BaseModel, Field, model_validator
 
 StreamName = Literal["inspector", "sensor", "hotline"]
+
+CODE_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+"""What a code must look like to travel in wire messages (see ``streams.events.Code``)."""
 
 UNLOCATED = "UNLOCATED"
 """Grid code under which events outside every grid polygon are counted."""
@@ -117,8 +121,22 @@ class City(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> City:
         codes = [g.code for g in self.iter_grids()]
-        if len(codes) != len(set(codes)):
-            raise ValueError("grid codes must be unique")
+        for level, level_codes in (
+            ("district", [d.code for d in self.districts]),
+            ("street", [s.code for d in self.districts for s in d.streets]),
+            ("community", [c.code for d in self.districts for s in d.streets
+                           for c in s.communities]),
+            ("grid", codes),
+            ("sensor", [s.id for s in self.sensors]),
+        ):  # fmt: skip
+            if len(level_codes) != len(set(level_codes)):
+                raise ValueError(f"{level} codes must be unique")
+        bad = [c for c in codes if not CODE_PATTERN.fullmatch(c)]
+        if bad:
+            raise ValueError(f"grid codes must match {CODE_PATTERN.pattern}: {bad[:5]}")
+        for k in self.sensor_kinds:
+            if not k.min < k.max:
+                raise ValueError(f"sensor kind {k.code}: min must be below max")
         if UNLOCATED in codes:
             raise ValueError(f"{UNLOCATED!r} is reserved for events outside every grid")
         subs = [s.code for c in self.categories for s in c.subcategories]
@@ -194,5 +212,5 @@ class GridLocator:
 
 def load_city(path: str | Path) -> City:
     with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
+        data = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     return City.model_validate(data)

@@ -55,11 +55,11 @@ STREETS = [
     ("Gudong", "鼓东街道"), ("Yingzhou", "瀛洲街道"), ("Houzhou", "后洲街道"),
     ("Yizhou", "义洲街道"),
 ]  # fmt: skip
-COMMUNITY_STEMS = (
+COMMUNITY_STEMS = str.split(
     "三坊 七巷 乌山 屏山 西湖 温泉 琴亭 冶山 华林 树兜 湖前 杨桥 洪山 铜盘 双抛 达明 茶亭 福新 "
     "鳌峰 三保 洋头 河口 排尾 中亭 新港 帮洲 苍霞 南公 亚峰 青年 龙峰 光明 东升 水部 五一 "
     "庆城 井大 文藻 安泰 朱紫"
-).split()
+)
 COMMUNITY_SUFFIXES = ["", "东", "西", "南", "北", "新村", "里"]
 SURNAMES = list("陈林黄张李王吴刘蔡杨郑许谢郭洪曾邱廖赖周")
 GIVEN = list("秀英美玲建华志强丽娟伟明晓燕国平小红文杰海峰春梅")
@@ -251,9 +251,19 @@ def sensors(
         for n in range(1, count + 1):
             grid = codes[int(rng.integers(len(codes)))]
             lon, lat = point_in_cell(v, *cell_of[grid], rng.uniform(lo, hi), rng.uniform(lo, hi))
-            out.append({"id": f"S-{kind}-{n:04d}", "kind": kind, "grid": grid,
-                        "lon": round(lon, cfg.decimals), "lat": round(lat, cfg.decimals)})
+            out.append(
+                {
+                    "id": f"S-{kind}-{n:04d}",
+                    "kind": kind,
+                    "grid": grid,
+                    "lon": round(lon, cfg.decimals),
+                    "lat": round(lat, cfg.decimals),
+                }
+            )
     return out
+
+
+YAML_WIDTH = 1000  # one line per polygon: compact and diff-friendly
 
 
 class _Flow(list):  # type: ignore[type-arg]
@@ -286,13 +296,16 @@ def compact(city: dict[str, Any]) -> dict[str, Any]:
                 for g in c["grids"]:
                     rings = g["polygon"]["coordinates"]
                     g["polygon"]["coordinates"] = _Flow(_Flow(_Flow(p) for p in r) for r in rings)
+    for cat in out["categories"]:
+        for sub in cat["subcategories"]:
+            sub["streams"] = _Flow(sub["streams"])
     out["sensors"] = [_FlowMap(s) for s in out["sensors"]]
     return out
 
 
 def dump_city(city: dict[str, Any]) -> str:
     return yaml.dump(compact(city), Dumper=_Dumper, allow_unicode=True, sort_keys=False,
-                     width=100)  # fmt: skip
+                     width=YAML_WIDTH)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

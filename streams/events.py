@@ -32,7 +32,9 @@ class _Wire(BaseModel):
     v: Literal[1] = 1
 
 
-class Location(_Wire):
+class Location(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     lon: float = Field(ge=-180, le=180)
     lat: float = Field(ge=-90, le=90)
 
@@ -48,7 +50,7 @@ class SupervisorReport(_Wire):
     category: Code
     location: Location | None = None
     reporter_id: Id
-    text: str = Field("", max_length=4000)
+    text: str = Field(default="", max_length=4000)
 
 
 class SensorReading(_Wire):
@@ -92,10 +94,10 @@ class HotlineRequest(_Wire):
     channel: Channel
     category: Code
     location: Location | None = None
-    address: str | None = Field(None, max_length=500)
+    address: str | None = Field(default=None, max_length=500)
     grid: Code | None = None
-    caller_id: str | None = Field(None, max_length=128)
-    text: str = Field("", max_length=4000)
+    caller_id: str | None = Field(default=None, max_length=128)
+    text: str = Field(default="", max_length=4000)
 
 
 CaseAction = Literal[
@@ -114,11 +116,11 @@ class CaseEvent(_Wire):
     action: CaseAction
     grid: Code | None = None
     category: Code | None = None
-    unit: str | None = Field(None, max_length=128)
-    actor: str | None = Field(None, max_length=128)
+    unit: str | None = Field(default=None, max_length=128)
+    actor: str | None = Field(default=None, max_length=128)
     deadline: AwareDatetime | None = None
     rating: Literal["satisfied", "basically_satisfied", "dissatisfied"] | None = None
-    note: str = Field("", max_length=4000)
+    note: str = Field(default="", max_length=4000)
 
 
 IngestMessage = Annotated[
