@@ -21,7 +21,8 @@ TOP_N = 8
 
 @dataclass(frozen=True)
 class ViewQueries:
-    """The SQL behind the panels, over the last ``minutes`` of event time."""
+    """The SQL behind the panels, over the latest ``minutes`` of event time (the simulator may
+    run faster than the wall clock, so "latest" is relative to the newest bucket)."""
 
     db: str
     minutes: int = 15
@@ -29,7 +30,8 @@ class ViewQueries:
     def top(self, column: str) -> str:
         return (
             f"SELECT {column}, sum(n) AS events FROM {self.db}.event_counts_1m "
-            f"WHERE ledger_partition < 0 AND bucket >= now() - INTERVAL {self.minutes} MINUTE "
+            f"WHERE ledger_partition < 0 AND bucket >= (SELECT max(bucket) FROM "
+            f"{self.db}.event_counts_1m) - INTERVAL {self.minutes} MINUTE "
             f"GROUP BY {column} ORDER BY events DESC, {column} LIMIT {TOP_N}"
         )
 

@@ -20,6 +20,7 @@ from collections import deque
 from typing import Any
 
 import faust
+import numpy as np
 from faust.web import Request, Response, View
 
 from gridpulse.settings import Settings
@@ -32,6 +33,18 @@ log = logging.getLogger("gridpulse.worker")
 
 DEAD_LETTER_HEADERS = ("reason_code", "reason", "src_topic", "src_partition", "src_offset",
                        "src_index")  # fmt: skip
+
+
+def rss_mb() -> float:
+    """Resident memory of this process (Linux /proc; 0 where unavailable)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return 0.0
 
 
 class Runtime:
@@ -57,6 +70,8 @@ class Runtime:
         self.processed: dict[tuple[str, int], int] = {}
         self.history: deque[tuple[float, int, int]] = deque(maxlen=120)
         self.last_batch_ms = 0.0
+        # publish -> stored latency of recent messages (record timestamp to insert acked)
+        self.latencies: deque[float] = deque(maxlen=200_000)
 
     async def handle(self, events: list[Any]) -> None:
         t0 = time.perf_counter()
@@ -75,6 +90,8 @@ class Runtime:
         self.batches += 1
         for tp, off in batch.checkpoint.last_offsets.items():
             self.processed[tp] = off
+        stored = time.time()
+        self.latencies.extend(stored - m.timestamp_s for m in msgs)
         self.history.append((time.time(), self.messages, self.events))
         self.last_batch_ms = (time.perf_counter() - t0) * 1000
 
@@ -101,6 +118,17 @@ class Runtime:
         old = next((h for h in self.history if now[0] - h[0] <= window_s), self.history[0])
         dt = max(now[0] - old[0], 1e-6)
         return (now[1] - old[1]) / dt, (now[2] - old[2]) / dt
+
+    def latency_summary(self) -> dict[str, float]:
+        if not self.latencies:
+            return {}
+        arr = np.fromiter(self.latencies, dtype=np.float64)
+        p50, p99, pmax = np.percentile(arr, [50, 99, 100])
+        return {"p50": round(float(p50), 4), "p99": round(float(p99), 4),
+                "max": round(float(pmax), 4), "n": int(arr.size)}  # fmt: skip
+
+    def reset_latency(self) -> None:
+        self.latencies.clear()
 
     def lag(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -130,6 +158,7 @@ class Runtime:
             "messages_per_s": round(msg_rate, 1),
             "events_per_s": round(ev_rate, 1),
             "last_batch_ms": round(self.last_batch_ms, 1),
+            "latency_s": self.latency_summary(),
             "lag": self.lag(),
             "processed": {f"{t}[{p}]": o for (t, p), o in sorted(self.processed.items())},
             "sink": {
@@ -143,6 +172,7 @@ class Runtime:
                 ),
             },
             "clickhouse": {"version": self.backend.version},
+            "rss_mb": rss_mb(),
         }
 
 
@@ -198,6 +228,12 @@ def create_app(settings: Settings, backend: _Blocking) -> tuple[faust.App, Runti
     class Stats(View):
         async def get(self, request: Request) -> Response:
             return self.json(runtime.snapshot())
+
+    @app.page("/stats/reset-latency/")
+    class ResetLatency(View):
+        async def post(self, request: Request) -> Response:
+            runtime.reset_latency()
+            return self.json({"ok": True})
 
     @app.page("/query/")
     class Query(View):

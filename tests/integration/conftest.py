@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sources.run import topic_map
-from tests.integration.harness import PipelineEnv, Sent
+from tests.integration.harness import PipelineEnv, Sent, ends_of
 
 
 def publish_recorded(penv: PipelineEnv, emissions, speed=None) -> tuple[list[Sent], dict]:
@@ -20,11 +20,7 @@ def publish_recorded(penv: PipelineEnv, emissions, speed=None) -> tuple[list[Sen
     topics = {k: v.replace("gridpulse.", f"{penv.prefix}.", 1) for k, v in
               topic_map_default().items()}
     publish(list(emissions), topics, penv.bootstrap, speed=speed, max_rate=None, on_sent=on_sent)
-    ends: dict[str, int] = {}
-    for s in sent:
-        key = f"{s.topic}[{s.partition}]"
-        ends[key] = max(ends.get(key, -1), s.offset)
-    return sent, ends
+    return sent, ends_of(sent)
 
 
 def topic_map_default() -> dict[str, str]:

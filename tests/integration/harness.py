@@ -255,3 +255,33 @@ def actual_late(query, db: str, window: str) -> Counter:
         "GROUP BY bucket, grid_code, subcategory, source HAVING sum(n) > 0"
     )
     return Counter({(to_epoch(b), g, s, src): int(n) for b, g, s, src, n in rows})
+
+
+def read_topic(bootstrap: str, topic: str, n: int, timeout: float = 30) -> list[Any]:
+    """Read ``n`` records of ``topic`` from the start (all partitions, no consumer group)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             consumer_timeout_ms=1000)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < n and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                out.extend(batch)
+        return out
+    finally:
+        consumer.close()
+
+
+def ends_of(sent: list[Sent]) -> dict[str, int]:
+    """Highest published offset per ``topic[partition]``."""
+    ends: dict[str, int] = {}
+    for s in sent:
+        key = f"{s.topic}[{s.partition}]"
+        ends[key] = max(ends.get(key, -1), s.offset)
+    return ends

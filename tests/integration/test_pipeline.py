@@ -18,7 +18,9 @@ from tests.integration.harness import (
     WorkerProc,
     actual_counts,
     actual_late,
+    ends_of,
     expect,
+    read_topic,
     wait_processed,
 )
 
@@ -58,6 +60,16 @@ def test_exact_counts_on_embedded_clickhouse(broker, tmp_path):
         want = check_exact(city, sent, worker.query)
         stats = worker.stats()
         assert stats["dead_lettered"] == want.dead
+        # the dead-letter topic holds each bad message's original bytes, source and reason
+        dead = read_topic(broker, f"{penv.prefix}.dead-letter", want.dead)
+        assert len(dead) == want.dead
+        by_source = {(s.topic, s.partition, s.offset): s.emission for s in sent}
+        for rec in dead:
+            h = {k: v.decode() for k, v in rec.headers}
+            emission = by_source[(h["src_topic"], int(h["src_partition"]), int(h["src_offset"]))]
+            assert emission.bad_kind == h["reason_code"], (emission.bad_kind, h)
+            assert h["reason"] and h["src_index"] == "-1"
+            assert rec.value == emission.payload
     finally:
         worker.stop()
 
@@ -139,10 +151,7 @@ def test_clickhouse_outage_pauses_and_resumes_exactly(broker, tmp_path):
             assert worker.alive()
             server.start()
             sent = sent1 + sent2
-            ends: dict[str, int] = {}
-            for s in sent:
-                k = f"{s.topic}[{s.partition}]"
-                ends[k] = max(ends.get(k, -1), s.offset)
+            ends = ends_of(sent)
             wait_processed([worker], ends)
             assert worker.stats()["sink"]["failures"] > 0
             check_exact(city, sent, native_query(url), db)
@@ -166,10 +175,7 @@ def test_durable_broker_restart_mid_run(tmp_path):
             stack.broker.start()
             sent2, _ = publish_recorded(penv, emissions[half:])
             sent = sent1 + sent2
-            ends: dict[str, int] = {}
-            for s in sent:
-                k = f"{s.topic}[{s.partition}]"
-                ends[k] = max(ends.get(k, -1), s.offset)
+            ends = ends_of(sent)
             wait_processed([worker], ends, timeout=240)
             check_exact(city, sent, worker.query)
         finally:
