@@ -127,22 +127,28 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gridpulse",
         description="City grid-management stream processing: broker -> Faust -> ClickHouse.",
     )
-    p.add_argument("--city", help="city name under config/cities or a YAML path")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--city", default=argparse.SUPPRESS,
+                        help="city name under config/cities (sample, la) or a YAML path")
+    p.add_argument("--city", help="city name under config/cities (sample, la) or a YAML path")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    up = sub.add_parser("up", help="start the local broker (and optionally clickhouse-server)")
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[common])
+
+    up = add("up", help="start the local broker (and optionally clickhouse-server)")
     up.add_argument("--durable", action="store_true", help="S3-backed broker via SeaweedFS")
     up.add_argument("--clickhouse-server", action="store_true",
                     help="also start Debian's clickhouse-server")  # fmt: skip
     up.set_defaults(fn=cmd_up)
-    sub.add_parser("down", help="stop what `up` started").set_defaults(fn=cmd_down)
-    sub.add_parser("status", help="what is running").set_defaults(fn=cmd_status)
+    add("down", help="stop what `up` started").set_defaults(fn=cmd_down)
+    add("status", help="what is running").set_defaults(fn=cmd_status)
 
-    w = sub.add_parser("worker", help="run the Faust worker")
+    w = add("worker", help="run the Faust worker")
     w.add_argument("--loglevel", default="INFO")
     w.set_defaults(fn=cmd_worker)
 
-    sim = sub.add_parser("simulate", help="publish simulated city streams")
+    sim = add("simulate", help="publish simulated city streams")
     sim.add_argument("--seed", type=int, default=7)
     sim.add_argument("--duration", type=float, default=3600.0, help="simulated seconds")
     sim.add_argument("--speed", type=float, default=1.0,
@@ -156,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fraction of deliberately malformed messages")  # fmt: skip
     sim.set_defaults(fn=cmd_simulate)
 
-    rep = sub.add_parser("replay", help="publish a real 311 export as hotline requests")
+    rep = add("replay", help="publish a real 311 export as hotline requests")
     rep.add_argument("file")
     rep.add_argument("--format", default="la311",
                      help=f"an import format under {FORMATS} (e.g. la311) or a YAML path")
@@ -164,16 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="event-time seconds per wall second; 0 = as fast as possible")
     rep.set_defaults(fn=cmd_replay)
 
-    q = sub.add_parser("query", help="read-only SQL against the configured ClickHouse (TSV)")
+    q = add("query", help="read-only SQL against the configured ClickHouse (TSV)")
     q.add_argument("sql")
     q.set_defaults(fn=cmd_query)
 
-    b = sub.add_parser("bench", help="end-to-end benchmark on a private local stack")
+    b = add("bench", help="end-to-end benchmark on a private local stack")
     b.add_argument("--json", help="also write the results to this file")
     b.add_argument("--seconds", type=float, default=20.0, help="length of each measured run")
     b.set_defaults(fn=cmd_bench)
 
-    r = sub.add_parser("run", help="local stack + worker + simulator + live view until Ctrl-C")
+    r = add("run", help="local stack + worker + simulator + live view until Ctrl-C")
     r.add_argument("--seed", type=int, default=7)
     r.add_argument("--speed", type=float, default=60.0)
     r.add_argument("--rate", type=float, default=1.0)
@@ -193,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.fn(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except (ValueError, RuntimeError, OSError) as exc:  # user-facing errors, no traceback
+        logging.getLogger("gridpulse").debug("command failed", exc_info=True)
+        print(f"gridpulse {args.cmd}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
