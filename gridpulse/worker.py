@@ -12,8 +12,8 @@ log = logging.getLogger("gridpulse.worker")
 
 def run_worker(settings: Settings, loglevel: str = "INFO") -> None:
     from faust.worker import Worker
-    from infra.topics import ensure_topics
 
+    from infra.topics import ensure_topics
     from sinks.clickhouse.backend import connect
     from streams.app import create_app
     from streams.pipeline import schema_settings
