@@ -15,6 +15,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field, model_validator
 
+from gridpulse.calendar_config import WorkingCalendar
+
 StreamName = Literal["inspector", "sensor", "hotline"]
 
 CODE_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -113,10 +115,28 @@ class City(BaseModel):
     code: str
     name: str
     timezone: str = "Asia/Shanghai"
+    # optional in the YAML: defaults to the standard calendar in the city's timezone
+    calendar: WorkingCalendar
     districts: list[District]
     categories: list[Category]
     sensor_kinds: list[SensorKind] = []
     sensors: list[Sensor] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_calendar(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("calendar") is None:
+            tz = data.get("timezone", cls.model_fields["timezone"].default)
+            data = {**data, "calendar": {"timezone": tz}}
+        return data
+
+    @model_validator(mode="after")
+    def _calendar_in_city_timezone(self) -> City:
+        if self.calendar.timezone != self.timezone:
+            raise ValueError(
+                f"calendar timezone {self.calendar.timezone!r} != city timezone {self.timezone!r}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> City:

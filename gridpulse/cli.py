@@ -177,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     b = add("bench", help="end-to-end benchmark on a private local stack")
     b.add_argument("--json", help="also write the results to this file")
     b.add_argument("--seconds", type=float, default=20.0, help="length of each measured run")
+    b.add_argument("--phases", default="all",
+                   help="comma list: aiokafka,faust-take,faust-iter,single,envelopes,latency")
+    b.add_argument("--latency-rate", type=float, default=None,
+                   help="msg/s of the latency run (default: half the single-event rate)")
+    b.add_argument("--profile", metavar="DIR",
+                   help="py-spy the worker in phases 3-4; raw stacks and hot spots to DIR")
+    b.add_argument("--keep", action="store_true", help="keep the temp dir (logs) afterwards")
     b.set_defaults(fn=cmd_bench)
 
     r = add("run", help="local stack + worker + simulator + live view until Ctrl-C")

@@ -16,9 +16,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
     from gridpulse.city import City
+    from gridpulse.sla_config import SlaPolicy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CITY = REPO_ROOT / "config" / "cities" / "sample.yaml"
+SLA_DIR = REPO_ROOT / "config" / "sla"
 
 
 class WindowSettings(BaseModel):
@@ -72,12 +74,16 @@ class TopicSettings(BaseModel):
         return self.name("dead-letter")
 
     @property
+    def sla(self) -> str:
+        return self.name("sla.events")
+
+    @property
     def ingest(self) -> list[str]:
-        return [self.inspector, self.sensor, self.hotline, self.case]
+        return [self.inspector, self.sensor, self.hotline]
 
     @property
     def all(self) -> list[str]:
-        return [*self.ingest, self.dead_letter]
+        return [*self.ingest, self.case, self.dead_letter, self.sla]
 
 
 class WorkerSettings(BaseModel):
@@ -89,6 +95,13 @@ class WorkerSettings(BaseModel):
     heartbeat_interval_seconds: float = 1.5
     rebalance_timeout_seconds: float = 6.0
     stream_buffer_maxsize: int = Field(20_000, ge=100)
+
+
+class SlaSettings(BaseModel):
+    """Case timers: how often the clock ticks, how many alerts one tick may fire."""
+
+    tick_seconds: float = Field(1.0, gt=0)
+    max_alerts_per_tick: int = Field(20_000, ge=1)
 
 
 class LocalStackSettings(BaseModel):
@@ -112,6 +125,9 @@ class Settings(BaseSettings):
     broker: str = "kafka://127.0.0.1:9092"
     clickhouse: str = "chdb://.gridpulse/chdb"
     city_file: Path = DEFAULT_CITY
+    # SLA limits per category and stage; default: config/sla/<city file stem>.yaml if it
+    # exists, else config/sla/default.yaml
+    sla_file: Path | None = None
     data_dir: Path = Path(".gridpulse")
     # Salt for hashing caller ids; set a secret per deployment.
     caller_salt: SecretStr = SecretStr("gridpulse-dev-salt")
@@ -121,6 +137,7 @@ class Settings(BaseSettings):
     sink: SinkSettings = SinkSettings()
     worker: WorkerSettings = WorkerSettings()
     local: LocalStackSettings = LocalStackSettings()
+    sla: SlaSettings = SlaSettings()
 
     @field_validator("broker")
     @classmethod
@@ -151,6 +168,17 @@ class Settings(BaseSettings):
         from gridpulse.city import load_city
 
         return load_city(self.city_file)
+
+
+    @cached_property
+    def sla_policy(self) -> SlaPolicy:
+        from gridpulse.sla_config import load_sla
+
+        path = self.sla_file
+        if path is None:
+            own = SLA_DIR / f"{Path(self.city_file).stem}.yaml"
+            path = own if own.exists() and own.stem != "sample" else SLA_DIR / "default.yaml"
+        return load_sla(path)
 
 
 def get_settings(**overrides: object) -> Settings:

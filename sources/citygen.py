@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,37 @@ SENSOR_KINDS: list[dict[str, Any]] = [
     {"code": "noise", "name": "Noise level", "unit": "dB", "min": 20.0, "max": 140.0},
     {"code": "bin_fill", "name": "Waste bin fill level", "unit": "%", "min": 0.0, "max": 100.0},
 ]  # fmt: skip
+
+# China's public holidays and 调休 working days, from the State Council General Office notices
+# 国务院办公厅关于2025年部分节假日安排的通知 / 关于2026年部分节假日安排的通知.
+CN_HOLIDAY_RANGES: list[tuple[date, date]] = [  # inclusive (first, last) days off
+    (date(2025, 1, 1), date(2025, 1, 1)),  # 元旦
+    (date(2025, 1, 28), date(2025, 2, 4)),  # 春节
+    (date(2025, 4, 4), date(2025, 4, 6)),  # 清明节
+    (date(2025, 5, 1), date(2025, 5, 5)),  # 劳动节
+    (date(2025, 5, 31), date(2025, 6, 2)),  # 端午节
+    (date(2025, 10, 1), date(2025, 10, 8)),  # 国庆节、中秋节
+    (date(2026, 1, 1), date(2026, 1, 3)),  # 元旦
+    (date(2026, 2, 15), date(2026, 2, 23)),  # 春节
+    (date(2026, 4, 4), date(2026, 4, 6)),  # 清明节
+    (date(2026, 5, 1), date(2026, 5, 5)),  # 劳动节
+    (date(2026, 6, 19), date(2026, 6, 21)),  # 端午节
+    (date(2026, 9, 25), date(2026, 9, 27)),  # 中秋节
+    (date(2026, 10, 1), date(2026, 10, 7)),  # 国庆节
+]
+CN_ADJUSTED_WORKDAYS: list[date] = [
+    date(2025, 1, 26), date(2025, 2, 8), date(2025, 4, 27), date(2025, 9, 28),
+    date(2025, 10, 11), date(2026, 1, 4), date(2026, 2, 14), date(2026, 2, 28),
+    date(2026, 5, 9), date(2026, 9, 20), date(2026, 10, 10),
+]  # fmt: skip
+WORK_PERIODS = [("08:30", "12:00"), ("14:00", "17:30")]
+WEEKEND = [6, 7]  # ISO weekday numbers: Saturday, Sunday
+CALENDAR_COMMENT = (
+    "# Working calendar for case time limits. Holidays and adjusted working days (调休) are\n"
+    "# China's 2025 and 2026 public holidays per the State Council General Office notices\n"
+    "# (国务院办公厅关于2025年/2026年部分节假日安排的通知). Cities must keep them current:\n"
+    "# add each new year's days when its notice is published (usually in November).\n"
+)
 
 _I, _H, _S = "inspector", "hotline", "sensor"
 CATEGORIES: list[tuple[str, str, str, list[tuple[str, str, str, list[str]]]]] = [
@@ -187,6 +219,22 @@ def categories() -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def sample_calendar(timezone: str) -> dict[str, Any]:
+    """The working-calendar section (``gridpulse.calendar_config.WorkingCalendar``)."""
+    holidays = [
+        first + timedelta(days=k)
+        for first, last in CN_HOLIDAY_RANGES
+        for k in range((last - first).days + 1)
+    ]
+    return {
+        "timezone": timezone,
+        "work_periods": [list(p) for p in WORK_PERIODS],
+        "weekend": list(WEEKEND),
+        "holidays": holidays,
+        "adjusted_workdays": list(CN_ADJUSTED_WORKDAYS),
+    }
+
+
 def generate_city(seed: int, cfg: CityGenConfig | None = None) -> dict[str, Any]:
     """A city-config dict (validates as ``City``); the same seed gives the same city."""
     cfg = cfg or CityGenConfig()
@@ -233,6 +281,7 @@ def generate_city(seed: int, cfg: CityGenConfig | None = None) -> dict[str, Any]
         "code": cfg.code,
         "name": cfg.name,
         "timezone": cfg.timezone,
+        "calendar": sample_calendar(cfg.timezone),
         "districts": districts,
         "categories": categories(),
         "sensor_kinds": [dict(k) for k in SENSOR_KINDS if k["code"] in cfg.sensors_per_kind],
@@ -274,6 +323,10 @@ class _FlowMap(dict):  # type: ignore[type-arg]
     """A mapping dumped in YAML flow style (``{k: v}``)."""
 
 
+class _Quoted(str):
+    """A string always dumped double-quoted (``"12:00"`` would otherwise be an int)."""
+
+
 class _Dumper(yaml.SafeDumper):
     pass
 
@@ -283,6 +336,9 @@ _Dumper.add_representer(
 )
 _Dumper.add_representer(
     _FlowMap, lambda d, x: d.represent_mapping("tag:yaml.org,2002:map", x, flow_style=True)
+)
+_Dumper.add_representer(
+    _Quoted, lambda d, x: d.represent_scalar("tag:yaml.org,2002:str", str(x), style='"')
 )
 
 
@@ -300,12 +356,17 @@ def compact(city: dict[str, Any]) -> dict[str, Any]:
         for sub in cat["subcategories"]:
             sub["streams"] = _Flow(sub["streams"])
     out["sensors"] = [_FlowMap(s) for s in out["sensors"]]
+    cal = out.get("calendar")
+    if cal:
+        cal["work_periods"] = _Flow(_Flow(_Quoted(t) for t in p) for p in cal["work_periods"])
+        cal["weekend"] = _Flow(cal["weekend"])
     return out
 
 
 def dump_city(city: dict[str, Any]) -> str:
-    return yaml.dump(compact(city), Dumper=_Dumper, allow_unicode=True, sort_keys=False,
+    text = yaml.dump(compact(city), Dumper=_Dumper, allow_unicode=True, sort_keys=False,
                      width=YAML_WIDTH)  # fmt: skip
+    return text.replace("\ncalendar:\n", "\n" + CALENDAR_COMMENT + "calendar:\n", 1)
 
 
 def main(argv: list[str] | None = None) -> int:

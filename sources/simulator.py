@@ -665,27 +665,28 @@ class Simulator:
     # ---- cases
 
     def _open_case(self, e: _Event, msg: SupervisorReport | HotlineRequest, grid: str) -> None:
+        """The lifecycle after the report/request: the worker derives the ``accept`` itself
+        (case id ``H-<request_id>`` / ``I-<report_id>``); staff then register, dispatch, …"""
         cfg, rng = self.cfg, self._rng["cases"]
-        case_id = self._next_id("case")
-        first = "accept" if e.stream == "hotline" else "register"
-        steps = [first, "dispatch", "acknowledge", "handle"]
+        hotline = e.stream == "hotline"
+        case_id = f"H-{msg.request_id}" if hotline else f"I-{msg.report_id}"  # type: ignore[union-attr]
+        steps = ["register", "dispatch", "acknowledge", "handle"]
         if rng.random() < cfg.case_verify_fail:
             steps += ["verify_fail", "handle"]
         steps += ["verify_pass", "close"]
+        if hotline:
+            steps.append("follow_up")
         unit = CASE_UNITS.get(e.sub.split(".")[0], "街道综治中心")
         ms = e.ms
-        deadline = self.fmt.datetime(ms) + timedelta(hours=cfg.case_deadline_hours)
         gaps = rng.uniform(*cfg.case_step_minutes, len(steps)) * 60_000
         for action, gap in zip(steps, gaps.tolist(), strict=True):
             ms += int(gap)
-            rating = (
-                pick(rng, cfg.case_ratings) if action == "close" and e.stream == "hotline" else None
-            )
+            rating = pick(rng, cfg.case_ratings) if action == "follow_up" else None
             ev = CaseEvent(
                 event_id=self._next_id("cev"), occurred_at=self.fmt.datetime(ms), case_id=case_id,
-                action=action, grid=grid, category=e.sub, unit=unit, actor="dispatcher-01",  # type: ignore[arg-type]
-                deadline=deadline if action in ("accept", "register") else None,
-                rating=rating, note=f"{msg.event_id}",  # type: ignore[arg-type]
+                action=action, grid=grid if grid != UNLOCATED else None, category=e.sub,
+                unit=unit, actor="dispatcher-01", rating=rating,  # type: ignore[arg-type]
+                note=f"{msg.event_id}",
             )  # fmt: skip
             heapq.heappush(self._cases, (ms, self._next_seq(), ev))
 

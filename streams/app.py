@@ -27,6 +27,7 @@ from gridpulse.settings import Settings
 from sinks.base import BatchSink, SinkStopped
 from sinks.base.sink import RetryPolicy
 from sinks.clickhouse.backend import QueryRefused, _Blocking
+from streams.case_agent import CaseRuntime
 from streams.pipeline import Message, Normalizer, build_tables
 
 log = logging.getLogger("gridpulse.worker")
@@ -61,6 +62,7 @@ class Runtime:
             build_tables(settings, city),
             RetryPolicy(settings.sink.retry_initial_seconds, settings.sink.retry_max_seconds),
         )
+        self.cases: CaseRuntime | None = None
         self.started = time.time()
         self.messages = 0
         self.events = 0
@@ -81,6 +83,7 @@ class Runtime:
             for e in events
         ]  # fmt: skip
         batch = self.normalizer.batch(msgs)
+        await self._open_cases(batch.opened)
         await self._dead_letter(batch.dead)
         await self.sink.write(batch.checkpoint, batch.frames)
         ev = batch.frames["events"]
@@ -94,6 +97,20 @@ class Runtime:
         self.latencies.extend(stored - m.timestamp_s for m in msgs)
         self.history.append((time.time(), self.messages, self.events))
         self.last_batch_ms = (time.perf_counter() - t0) * 1000
+
+    async def _open_cases(self, opened: list[Any]) -> None:
+        """Each report/request needing handling opens a case on the case topic (keyed by
+        case id, so the case agent that owns it sees all its events)."""
+        if not opened:
+            return
+        topic = self.settings.topics.case
+        futures = [
+            await self.app.producer.send(topic, ev.case_id.encode(),
+                                         ev.model_dump_json(exclude_none=True).encode(),
+                                         None, None, None)  # fmt: skip
+            for ev in opened
+        ]
+        await asyncio.gather(*futures)
 
     async def _dead_letter(self, dead: list[tuple]) -> None:
         """Original bytes plus source and reason (as headers) to the dead-letter topic."""
@@ -153,7 +170,7 @@ class Runtime:
             "uptime_s": round(time.time() - self.started, 1),
             "messages": self.messages,
             "events": self.events,
-            "dead_lettered": self.dead,
+            "dead_lettered": self.dead + (self.cases.stats["dead"] if self.cases else 0),
             "batches": self.batches,
             "messages_per_s": round(msg_rate, 1),
             "events_per_s": round(ev_rate, 1),
@@ -172,6 +189,8 @@ class Runtime:
                 ),
             },
             "clickhouse": {"version": self.backend.version},
+            "cases": {**self.cases.stats, "owned": len(self.cases.book.states),
+                      "timers": len(self.cases.book.queue)} if self.cases else {},
             "rss_mb": rss_mb(),
         }
 
@@ -216,9 +235,42 @@ def create_app(settings: Settings, backend: _Blocking) -> tuple[faust.App, Runti
             log.warning("ingest stopped before its batch was stored (will be redelivered): %s",
                         exc)  # fmt: skip
 
+    async def send(topic: str, key: bytes | None, value: bytes, ts: float | None,
+                   headers: list) -> Any:  # fmt: skip
+        return await app.producer.send(topic, key, value, None, ts, headers or None)
+
+    cases = CaseRuntime(settings, settings.city, backend, send)
+    runtime.cases = cases
+    case_topic = app.topic(settings.topics.case, key_type=bytes, value_type=bytes)
+
+    @app.agent(case_topic, concurrency=1)
+    async def lifecycle(stream: faust.StreamT) -> None:
+        """Case events (and the accepts the ingest agent derives) -> case state."""
+        async for events in stream.noack_take(
+            settings.sink.batch_max, within=settings.sink.batch_seconds
+        ):
+            msgs = [
+                Message(e.message.topic, e.message.partition, e.message.offset,
+                        e.message.timestamp, e.message.value)
+                for e in events
+            ]  # fmt: skip
+            dead = await cases.handle(msgs)
+            await runtime._dead_letter(dead)
+            for m in msgs:
+                runtime.processed[(m.topic, m.partition)] = max(
+                    runtime.processed.get((m.topic, m.partition), -1), m.offset)
+            for event in events:
+                await stream.ack(event)
+
+    @app.timer(interval=settings.sla.tick_seconds)
+    async def sla_clock() -> None:
+        """Fire due warnings, breaches and escalations without waiting for new input."""
+        await cases.tick()
+
     @app.on_partitions_revoked.connect
     async def _revoked(app: faust.App, revoked: Any, **kw: Any) -> None:
         runtime.sink.invalidate()
+        cases.revoke({(tp.topic, tp.partition) for tp in revoked})
 
     @app.on_partitions_assigned.connect
     async def _assigned(app: faust.App, assigned: Any, **kw: Any) -> None:

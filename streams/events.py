@@ -120,6 +120,8 @@ class CaseEvent(_Wire):
     actor: str | None = Field(default=None, max_length=128)
     deadline: AwareDatetime | None = None
     rating: Literal["satisfied", "basically_satisfied", "dissatisfied"] | None = None
+    # the stream that opened the case (set on ``accept``; follow-ups are for hotline cases)
+    source: Literal["inspector", "hotline", "sensor", "other"] | None = None
     note: str = Field(default="", max_length=4000)
 
 

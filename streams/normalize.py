@@ -33,7 +33,7 @@ EVENT_COLUMNS = (
 
 CASE_COLUMNS = (
     "event_time", "record_time", "event_id", "case_id", "action", "grid_code", "category",
-    "unit", "actor", "deadline", "rating", "note",
+    "unit", "actor", "deadline", "rating", "note", "source", "event_ms",
     "src_topic", "src_partition", "src_offset", "src_index",
 )  # fmt: skip
 
@@ -205,7 +205,8 @@ def normalize_case(city: City, msg: CaseEvent, src: Source, rules: Rules) -> tup
     return (
         msg.occurred_at.timestamp(), src.record_s, msg.event_id, msg.case_id, msg.action,
         msg.grid or "", msg.category or "", msg.unit or "", msg.actor or "", deadline,
-        msg.rating or "", msg.note, src.topic, src.partition, src.offset, 0,
+        msg.rating or "", msg.note, msg.source or "", int(msg.occurred_at.timestamp() * 1000),
+        src.topic, src.partition, src.offset, 0,
     )  # fmt: skip
 
 

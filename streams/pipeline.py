@@ -9,19 +9,21 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from gridpulse.city import City
+from gridpulse.city import UNLOCATED, City
 from gridpulse.settings import Settings
 from sinks.base import Checkpoint, LedgerKind, SinkTable
 from sinks.base.table import CheckpointInfo
 from sinks.clickhouse import schema
 from streams.aggregate import COUNT_KEY, count_events, windowed
+from streams.events import CaseEvent
 from streams.normalize import (
-    CASE_COLUMNS,
     DEAD_LETTER_COLUMNS,
     EVENT_COLUMNS,
     Rules,
@@ -31,7 +33,9 @@ from streams.normalize import (
 from streams.windows import TumblingWindow, window_set
 
 RAW_EVENT_COLUMNS = (*EVENT_COLUMNS, "ingested_at", "late")
-RAW_CASE_COLUMNS = (*CASE_COLUMNS, "ingested_at")
+CASE_SOURCES = frozenset({"inspector", "hotline"})
+_SOURCE = EVENT_COLUMNS.index("source")
+_SUBCATEGORY = EVENT_COLUMNS.index("subcategory")
 RAW_DEAD_COLUMNS = (*DEAD_LETTER_COLUMNS, "ingested_at")
 COUNT_COLUMNS = ("bucket", *COUNT_KEY, "ledger_topic", "ledger_partition", "n", "offset_span")
 LATE_COLUMNS = ("granularity", *COUNT_COLUMNS)
@@ -90,7 +94,6 @@ def build_tables(settings: Settings, city: City) -> list[SinkTable]:
     tables = [
         SinkTable(schema.EVENT_TABLE, "events", RAW_EVENT_COLUMNS, LedgerKind.MAX,
                   partial(_raw_events, windows[0], tz, grace)),
-        SinkTable(schema.CASE_TABLE, "cases", RAW_CASE_COLUMNS, LedgerKind.MAX, _stamp),
         SinkTable(schema.DEAD_TABLE, "dead", RAW_DEAD_COLUMNS, LedgerKind.MAX, _stamp),
     ]  # fmt: skip
     for w in windows:
@@ -114,6 +117,19 @@ def schema_settings(settings: Settings) -> schema.Settings:
     )
 
 
+def opening_event(row: dict[str, Any], topic: str, partition: int, offset: int) -> CaseEvent:
+    """The ``accept`` a report or request implies. Its id is fixed by the source record, so
+    a redelivered report re-sends the same event, which the case agent sees as a duplicate."""
+    prefix = "H" if row["source"] == "hotline" else "I"
+    grid = row["grid_code"] if row["grid_code"] != UNLOCATED else None
+    return CaseEvent(
+        event_id=f"open:{topic}:{partition}:{offset}",
+        occurred_at=datetime.fromtimestamp(row["event_time"], UTC),
+        case_id=f"{prefix}-{row['ref_id']}", action="accept", grid=grid,
+        category=row["subcategory"], source=row["source"],
+    )  # fmt: skip
+
+
 @dataclass
 class Batch:
     """A normalized consumer batch, ready for ``BatchSink.write``."""
@@ -122,6 +138,7 @@ class Batch:
     frames: dict[str, pd.DataFrame]
     dead: list[tuple]  # dead-letter rows, also sent to the dead-letter topic
     messages: int
+    opened: list[CaseEvent]  # the cases these reports and requests open
 
 
 class Normalizer:
@@ -129,9 +146,10 @@ class Normalizer:
 
     def __init__(self, settings: Settings, city: City) -> None:
         self.city = city
+        self.policy = settings.sla_policy
+        self._needs: dict[str, bool] = {}
         t = settings.topics
-        self.stream_of = {t.inspector: "inspector", t.sensor: "sensor", t.hotline: "hotline",
-                          t.case: "case"}  # fmt: skip
+        self.stream_of = {t.inspector: "inspector", t.sensor: "sensor", t.hotline: "hotline"}
         self.rules = Rules(
             max_future_skew_s=settings.window.max_future_skew_seconds,
             max_age_s=settings.window.max_age_days * 86_400,
@@ -140,7 +158,7 @@ class Normalizer:
 
     def batch(self, messages: Iterable[Message], now: float | None = None) -> Batch:
         events: list[tuple] = []
-        cases: list[tuple] = []
+        opened: list[CaseEvent] = []
         dead: list[tuple] = []
         last: dict[tuple[str, int], int] = {}
         n = 0
@@ -152,7 +170,10 @@ class Normalizer:
             src = Source(m.topic, m.partition, m.offset, m.timestamp_s)
             out = normalize_message(self.city, self.stream_of[m.topic], m.value, src, self.rules)
             events.extend(out.events)
-            cases.extend(out.cases)
+            for row in out.events:
+                if row[_SOURCE] in CASE_SOURCES and self.needs_case(row[_SUBCATEGORY]):
+                    opened.append(opening_event(dict(zip(EVENT_COLUMNS, row, strict=True)),
+                                                m.topic, m.partition, m.offset))  # fmt: skip
             dead.extend(out.dead)
         dead_frame = pd.DataFrame(dead, columns=DEAD_LETTER_COLUMNS)
         if len(dead_frame):
@@ -161,8 +182,15 @@ class Normalizer:
             ]
         frames = {
             "events": pd.DataFrame(events, columns=EVENT_COLUMNS),
-            "cases": pd.DataFrame(cases, columns=CASE_COLUMNS),
             "dead": dead_frame,
         }
         ingested = int(now if now is not None else time.time())
-        return Batch(Checkpoint(last, ingested), frames, dead, n)
+        return Batch(Checkpoint(last, ingested), frames, dead, n, opened)
+
+    def needs_case(self, subcategory: str) -> bool:
+        """A report or request needs handling when its category has a registration limit."""
+        need = self._needs.get(subcategory)
+        if need is None:
+            need = self.policy.limit_for(subcategory, "register", False) is not None
+            self._needs[subcategory] = need
+        return need

@@ -24,6 +24,7 @@ TP = tuple[str, int]
 class LedgerKind(StrEnum):
     MAX = "max"
     SPAN = "span"
+    NONE = "none"  # idempotent by key (ReplacingMergeTree): rewriting a row is harmless
 
 
 class Ledger(dict[TP, int]):

@@ -7,9 +7,9 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import pandas as pd
 
@@ -17,6 +17,7 @@ from sinks.base.ledger import TP, Ledger, LedgerKind, advance, keep_after, span_
 from sinks.base.table import CheckpointInfo, SinkTable
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class SinkStopped(Exception):
@@ -85,7 +86,43 @@ class BatchSink:
             await self._write_table(table, checkpoint, frames[table.source], info)
         self.stats.checkpoints += 1
 
+    async def next_offsets(self, table_name: str) -> Ledger:
+        """The offsets ``table_name`` already holds (agents skip redelivered input by it);
+        waits out store outages like a write does."""
+        table = next(t for t in self.tables if t.name == table_name)
+        return await self.retrying(f"reading the ledger of {table_name}",
+                                   lambda: self._ledger(table))  # fmt: skip
+
+    async def retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()`` until it succeeds, with this sink's backoff; the consumer waits."""
+        attempt = 0
+        while True:
+            if self._stopping.is_set():
+                raise SinkStopped(f"stopped while {what}")
+            try:
+                result = await call()
+                self.stats.waiting_since = None
+                return result
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the store is unreachable
+                self._note_failure(exc)
+                delay = self.retry.delay(attempt)
+                log.warning("sink: %s failed (attempt %d), retry in %.1fs: %s",
+                            what, attempt + 1, delay, self.stats.last_error)  # fmt: skip
+                attempt += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+
+    def _note_failure(self, exc: Exception) -> None:
+        self.stats.failures += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
+        if self.stats.waiting_since is None:
+            self.stats.waiting_since = time.time()
+
     async def _ledger(self, table: SinkTable) -> Ledger:
+        if table.ledger is LedgerKind.NONE:
+            return Ledger()
         ledger = self._ledgers.get(table.name)
         if ledger is None:
             ledger = await self.backend.read_ledger(table.name, table.ledger)
@@ -138,10 +175,7 @@ class BatchSink:
             except Exception as exc:  # the store is unreachable or refused the insert
                 # the insert may have landed before the error: re-read the ledger first
                 self._ledgers.pop(table.name, None)
-                self.stats.failures += 1
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
-                if self.stats.waiting_since is None:
-                    self.stats.waiting_since = time.time()
+                self._note_failure(exc)
                 delay = self.retry.delay(attempt)
                 log.warning(
                     "sink: writing %s failed (attempt %d), consumer paused, retry in %.1fs: %s",

@@ -18,6 +18,8 @@ EVENT_TABLE = "events"
 CASE_TABLE = "case_events"
 DEAD_TABLE = "dead_letters"
 LATE_TABLE = "late_event_counts"
+CASE_STATE_TABLE = "case_state"
+SLA_TABLE = "sla_events"
 
 
 def counts_table(window: str) -> str:
@@ -96,6 +98,39 @@ def v1_core(db: str, f: Features, s: Settings) -> list[str]:
     return stmts
 
 
+def v2_cases(db: str, f: Features, s: Settings) -> list[str]:
+    """Case lifecycle: outcome of every case event, state snapshots, SLA warnings/breaches."""
+    lc = _lc(f)
+    dt = "DateTime('UTC')"
+    stmts = [
+        f"ALTER TABLE {db}.{CASE_TABLE} ADD COLUMN outcome {lc} DEFAULT 'applied'",
+        f"ALTER TABLE {db}.{CASE_TABLE} ADD COLUMN reason_code {lc} DEFAULT ''",
+        f"ALTER TABLE {db}.{CASE_TABLE} ADD COLUMN reason String DEFAULT ''",
+        f"ALTER TABLE {db}.{CASE_TABLE} ADD COLUMN stage_after {lc} DEFAULT ''",
+        f"ALTER TABLE {db}.{CASE_TABLE} ADD COLUMN source {lc} DEFAULT ''",
+        f"ALTER TABLE {db}.{CASE_TABLE} ADD COLUMN event_ms UInt64 DEFAULT 0",
+        f"""CREATE TABLE IF NOT EXISTS {db}.{CASE_STATE_TABLE} (
+            case_id String, version UInt32, updated_at {dt}, source {lc},
+            district {lc}, street {lc}, community {lc}, grid_code {lc},
+            category {lc}, subcategory {lc}, unit {lc}, urgent UInt8, stage {lc},
+            opened_at {dt}, registered_at {dt}, rejected_at {dt}, dispatched_at {dt},
+            acknowledged_at {dt}, handled_at {dt}, verified_at {dt}, closed_at {dt},
+            voided UInt8, forced UInt8, rework_count UInt16, extension_count UInt16,
+            pause_count UInt16, paused UInt8, stage_started_at {dt}, stage_deadline {dt},
+            stage_limit_unit {lc}, rating {lc}, follow_up_at {dt},
+            late_stages String
+        ) ENGINE = ReplacingMergeTree(version) ORDER BY case_id""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.{SLA_TABLE} (
+            alert_id String, fired_at {dt}, due_at {dt}, case_id String, kind {lc},
+            level UInt16, fraction Float64, stage {lc}, stage_seq UInt16, deadline {dt},
+            stage_started_at {dt}, district {lc}, street {lc}, community {lc},
+            grid_code {lc}, category {lc}, subcategory {lc}, unit {lc}, urgent UInt8,
+            source {lc}
+        ) ENGINE = ReplacingMergeTree ORDER BY alert_id""",
+    ]
+    return stmts
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
@@ -105,6 +140,8 @@ class Migration:
 
 MIGRATIONS: list[Migration] = [
     Migration(1, "raw events, case events, dead letters, windowed counts with ledgers", v1_core),
+    Migration(2, "case lifecycle outcomes, case state snapshots, SLA warnings and breaches",
+              v2_cases),
 ]
 
 
