@@ -21,6 +21,7 @@ from typing import Any
 
 import faust
 import numpy as np
+from faust.types import TP
 from faust.web import Request, Response, View
 
 from gridpulse.settings import Settings
@@ -240,6 +241,25 @@ def create_app(settings: Settings, backend: _Blocking) -> tuple[faust.App, Runti
         return await app.producer.send(topic, key, value, None, ts, headers or None)
 
     cases = CaseRuntime(settings, settings.city, backend, send)
+
+    def highwater(topic: str, partition: int) -> int | None:
+        consumer = getattr(app, "_consumer", None)
+        if consumer is None:
+            return None
+        try:
+            return consumer.highwater(TP(topic, partition))
+        except Exception:  # noqa: BLE001 - not fetched yet
+            return None
+
+    def assigned() -> set[tuple[str, int]]:
+        consumer = getattr(app, "_consumer", None)
+        if consumer is None:
+            return set()
+        return {(tp.topic, tp.partition) for tp in consumer.assignment()
+                if tp.topic == settings.topics.case}  # fmt: skip
+
+    cases.highwater = highwater
+    cases.assigned = assigned
     runtime.cases = cases
     case_topic = app.topic(settings.topics.case, key_type=bytes, value_type=bytes)
 

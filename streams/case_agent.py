@@ -84,11 +84,20 @@ class CaseRuntime:
         )
         self.loaded: set[tuple[str, int]] = set()
         self.cases_of: dict[tuple[str, int], set[str]] = {}
+        self.partition_of: dict[str, int] = {}
+        self.highwater: Callable[[str, int], int | None] = lambda topic, part: None
+        self.assigned: Callable[[], set[tuple[str, int]]] = set
+        self._load_lock = asyncio.Lock()
+        self.processed: dict[int, tuple[int, float]] = {}  # partition -> (offset, record time)
         self.stats = {"events": 0, "applied": 0, "illegal": 0, "duplicate": 0, "dead": 0,
                       "redelivered": 0, "alerts": 0, "loaded_cases": 0}  # fmt: skip
 
     # ---- ownership ------------------------------------------------------------------
     async def ensure_loaded(self, tps: set[tuple[str, int]]) -> None:
+        async with self._load_lock:  # the agent and the clock may both ask
+            await self._load(tps)
+
+    async def _load(self, tps: set[tuple[str, int]]) -> None:
         db = self.backend.db
         for topic, part in sorted(tps - self.loaded):
             where = f"src_topic = '{topic}' AND src_partition = {part}"
@@ -113,6 +122,14 @@ class CaseRuntime:
             ]
             n = self.book.load(events, [f for (f,) in fired])
             self.cases_of.setdefault((topic, part), set()).update(e.case_id for e in events)
+            self.partition_of.update((e.case_id, part) for e in events)
+            # everything stored (case rows or dead letters) has been read before
+            stored = 0
+            for table in (schema.CASE_TABLE, schema.DEAD_TABLE):
+                ledger = await self.sink.next_offsets(table)
+                stored = max(stored, ledger.next_offset((topic, part)))
+            if stored - 1 > self.processed.get(part, (-1, 0.0))[0]:
+                self.processed[part] = (stored - 1, 0.0)
             self.loaded.add((topic, part))
             self.stats["loaded_cases"] += n
             log.info("cases: rebuilt %d cases of %s[%d] from %d stored events",
@@ -120,7 +137,11 @@ class CaseRuntime:
 
     def revoke(self, tps: set[tuple[str, int]]) -> None:
         for tp in tps & self.loaded:
-            self.book.forget(self.cases_of.pop(tp, set()))
+            gone = self.cases_of.pop(tp, set())
+            self.book.forget(gone)
+            for cid in gone:
+                self.partition_of.pop(cid, None)
+            self.processed.pop(tp[1], None)
             self.loaded.discard(tp)
         self.sink.invalidate()
 
@@ -152,6 +173,10 @@ class CaseRuntime:
             self.stats[out.outcome] += 1
             rows.append((*row, out.outcome, out.code, out.reason, out.stage_after))
             self.cases_of.setdefault((m.topic, m.partition), set()).add(msg.case_id)
+            self.partition_of[msg.case_id] = m.partition
+        for m in msgs:
+            if m.offset >= self.processed.get(m.partition, (-1, 0.0))[0]:
+                self.processed[m.partition] = (m.offset, m.timestamp_s)
         self.stats["events"] += len(msgs)
         self.stats["dead"] += len(dead)
         now = time.time()
@@ -200,10 +225,17 @@ class CaseRuntime:
     async def tick(self, now: float | None = None) -> list[SlaAlert]:
         """Fire what is due: publish each alert, then store it (idempotent by alert id)."""
         now = time.time() if now is None else now
-        due = self.book.tick(now, self.settings.sla.max_alerts_per_tick)
+        missing = self.assigned() - self.loaded
+        if missing:  # owned partitions without new traffic still have running clocks
+            try:
+                await self.ensure_loaded(missing)
+            except Exception as exc:  # noqa: BLE001 - the store is down: next tick
+                log.warning("cases: rebuilding %s failed, retry next tick: %s", missing, exc)
+        due = self.book.tick(now, self.settings.sla.max_alerts_per_tick,
+                             clock_of=lambda cid: self.clock_of(cid, now))  # fmt: skip
         if not due:
             return []
-        alerts = [self.book.alert(t, s, now) for t, s in due]
+        alerts = [self.book.alert(t, s, sc, now) for t, s, sc in due]
         futures = [
             await self.send(self.settings.topics.sla, a.case_id.encode(),
                             a.model_dump_json().encode(), None, [])  # fmt: skip
@@ -213,6 +245,18 @@ class CaseRuntime:
         await self._store_alerts(alerts)
         self.stats["alerts"] += len(alerts)
         return alerts
+
+    def clock_of(self, case_id: str, now: float) -> float:
+        """A caught-up partition is complete until now; one with a backlog only until the
+        record time of the last event read from it."""
+        part = self.partition_of.get(case_id)
+        if part is None:
+            return now
+        offset, record_s = self.processed.get(part, (-1, 0.0))
+        hw = self.highwater(self.topic, part)
+        if hw is not None and offset + 1 >= hw:
+            return now
+        return min(now, record_s)  # not fetched yet, or behind: wait for the events
 
     async def _store_alerts(self, alerts: list[SlaAlert]) -> None:
         rows = []

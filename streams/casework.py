@@ -8,7 +8,7 @@ limit's own unit: natural seconds, or seconds of the working clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -155,6 +155,8 @@ class CaseBook:
     fired: set[str] = field(default_factory=set)
     queue: TimerQueue = field(default_factory=TimerQueue)
     changed: set[str] = field(default_factory=set)
+    # alerts of stages that ended after their due time before a tick saw them
+    retro: list[tuple[Timer, CaseState, StageClock]] = field(default_factory=list)
 
     # ---- lifecycle ------------------------------------------------------------------
     def admit(self, ev: CaseInput) -> Outcome:
@@ -172,22 +174,31 @@ class CaseBook:
         if isinstance(result, Rebuilt):
             self._rebuild_case(cid)
         else:
-            self._applied(cid, result)
+            self._applied(cid, result, state)
         new = self.states.get(cid)
         return Outcome("applied", stage_after=new.stage if new else "")
 
-    def _applied(self, cid: str, result: Applied) -> None:
+    def _applied(self, cid: str, result: Applied, before: CaseState | None) -> None:
         self.states[cid] = result.state
         change = result.timer
-        if change is not None and change.ended is not None:
-            self._mark_late(result.state, change.ended, change.at)
+        if change is not None and change.ended is not None and before is not None:
+            self._end_clock(before, change.ended, change.at)
         self.changed.add(cid)
         self._schedule(result.state)
 
-    def _mark_late(self, state: CaseState, ended: Clock, at: datetime) -> None:
-        sc = resolve(ended, state.category, state.urgent, self.policy, self.cal)
-        if sc is not None and at > sc.deadline(self.cal):
-            self.late_stages.setdefault(state.case_id, set()).add(ended.stage)
+    def _end_clock(self, before: CaseState, ended: Clock, at: datetime) -> None:
+        """A stage ended at ``at``: was it late, and which of its alerts were due by then
+        but not fired yet (the worker was down or behind)? Those fire now, once."""
+        sc = resolve(ended, before.category, before.urgent, self.policy, self.cal)
+        if sc is None:
+            return
+        if at > sc.deadline(self.cal):
+            self.late_stages.setdefault(before.case_id, set()).add(ended.stage)
+        end = at.timestamp()
+        for t in stage_timers(before, sc, self.policy, self.cal, self.fired):
+            if t.due <= end:
+                self.fired.add(t.alert_id)
+                self.retro.append((t, before, sc))
 
     def _rebuild_case(self, cid: str) -> None:
         """Fold the case's history in event-time order (late events, rebuilds)."""
@@ -197,9 +208,10 @@ class CaseBook:
         for ev in sorted(self.history[cid], key=event_key):
             result = apply(state, ev)
             if isinstance(result, Applied):
-                state = result.state
-                if result.timer is not None and result.timer.ended is not None:
-                    self._mark_late(state, result.timer.ended, result.timer.at)
+                before, state = state, result.state
+                change = result.timer
+                if change is not None and change.ended is not None and before is not None:
+                    self._end_clock(before, change.ended, change.at)
         if state is not None:
             self.states[cid] = state
             self._schedule(state)
@@ -235,12 +247,22 @@ class CaseBook:
         if sc is not None:
             self.queue.extend(stage_timers(state, sc, self.policy, self.cal, self.fired))
 
-    def tick(self, now: float, limit: int | None = None) -> list[tuple[Timer, CaseState]]:
-        """Due timers that still match their case's clock; each fires once."""
-        out = []
+    def tick(
+        self, now: float, limit: int | None = None,
+        clock_of: Callable[[str], float] | None = None,
+    ) -> list[tuple[Timer, CaseState, StageClock]]:  # fmt: skip
+        """Due timers that still match their case's clock; each fires once.
+
+        ``clock_of(case_id)`` is how far the case's events are known to be complete: a timer
+        waits until then, so a backlog of unread events cannot cause a false breach."""
+        out, self.retro = self.retro, []
+        waiting = []
         for t in self.queue.pop_due(now, limit):
             state = self.states.get(t.case_id)
             if state is None or state.version != t.epoch or t.alert_id in self.fired:
+                continue
+            if clock_of is not None and t.due > clock_of(t.case_id):
+                waiting.append(t)
                 continue
             if t.kind == "escalation":
                 sc = self.stage_clock(state)
@@ -256,13 +278,15 @@ class CaseBook:
                     t = escalation(state, sc, self.policy, self.cal, level)
                 if level < self.policy.max_escalation_level:
                     self.queue.push(escalation(state, sc, self.policy, self.cal, level + 1))
+            sc = self.stage_clock(state)
+            if sc is None:
+                continue
             self.fired.add(t.alert_id)
-            out.append((t, state))
+            out.append((t, state, sc))
+        self.queue.extend(waiting)
         return out
 
-    def alert(self, t: Timer, state: CaseState, fired_at: float) -> SlaAlert:
-        sc = self.stage_clock(state)
-        assert sc is not None
+    def alert(self, t: Timer, state: CaseState, sc: StageClock, fired_at: float) -> SlaAlert:
         return SlaAlert(
             alert_id=t.alert_id, kind=t.kind, level=t.level, fraction=t.fraction,
             case_id=t.case_id, stage=t.stage, stage_seq=t.stage_seq,
