@@ -106,10 +106,8 @@ class Runtime:
             return
         topic = self.settings.topics.case
         futures = [
-            await self.app.producer.send(topic, ev.case_id.encode(),
-                                         ev.model_dump_json(exclude_none=True).encode(),
-                                         None, None, None)  # fmt: skip
-            for ev in opened
+            await self.app.producer.send(topic, case_id.encode(), payload, None, None, None)
+            for case_id, payload in opened
         ]
         await asyncio.gather(*futures)
 

@@ -71,7 +71,12 @@ class Rules:
     max_future_skew_s: int
     max_age_s: int
     caller_salt: bytes
+    # leave point-in-polygon to the caller, who resolves a whole batch at once
+    # (``locate_pending``); rows then carry grid PENDING until it does
+    defer_locate: bool = False
 
+
+PENDING = GridPath(district="", street="", community="", grid="~pending")
 
 def hash_caller(caller_id: str | None, salt: bytes) -> str:
     """Salted SHA-256 of a caller id: lets repeat callers be counted, never re-identified."""
@@ -95,7 +100,9 @@ def check_time(occurred_s: float, record_s: float, rules: Rules) -> None:
         )
 
 
-def resolve_grid(city: City, code: str | None, loc: Location | None) -> tuple[GridPath, str]:
+def resolve_grid(
+    city: City, code: str | None, loc: Location | None, defer: bool = False
+) -> tuple[GridPath, str]:
     """A grid code wins; else the polygon holding the point; else UNLOCATED. Unknown codes
     are an error (the reporter's device is misconfigured), points outside are not."""
     if code is not None:
@@ -104,6 +111,8 @@ def resolve_grid(city: City, code: str | None, loc: Location | None) -> tuple[Gr
             raise Rejection("unknown_grid", f"grid code {code!r} is not in city {city.code}")
         return path, "code"
     if loc is not None:
+        if defer:
+            return PENDING, "point"
         found = city.locator.locate(loc.lon, loc.lat)
         if found is not None:
             return city.grid_paths[found], "point"
@@ -146,7 +155,7 @@ def _event_row(
 def normalize_report(city: City, msg: SupervisorReport, src: Source, rules: Rules) -> tuple:
     check_time(msg.occurred_at.timestamp(), src.record_s, rules)
     category = check_category(city, msg.category, "inspector")
-    path, how = resolve_grid(city, msg.grid, msg.location)
+    path, how = resolve_grid(city, msg.grid, msg.location, rules.defer_locate)
     return _event_row(
         msg, src, 0, "inspector", path, how, category, msg.category,
         ref_id=msg.report_id, reporter_id=msg.reporter_id, lonlat=_loc(msg.location),
@@ -157,7 +166,7 @@ def normalize_report(city: City, msg: SupervisorReport, src: Source, rules: Rule
 def normalize_hotline(city: City, msg: HotlineRequest, src: Source, rules: Rules) -> tuple:
     check_time(msg.occurred_at.timestamp(), src.record_s, rules)
     category = check_category(city, msg.category, "hotline")
-    path, how = resolve_grid(city, msg.grid, msg.location)
+    path, how = resolve_grid(city, msg.grid, msg.location, rules.defer_locate)
     return _event_row(
         msg, src, 0, "hotline", path, how, category, msg.category,
         ref_id=msg.request_id, caller_hash=hash_caller(msg.caller_id, rules.caller_salt),
@@ -244,3 +253,21 @@ def normalize_message(
         rej.index = None
         out.dead.append(dead_row(src, rej, payload))
     return out
+
+
+_GRID = EVENT_COLUMNS.index("grid_code")
+_LON, _LAT = EVENT_COLUMNS.index("lon"), EVENT_COLUMNS.index("lat")
+_PATH = slice(EVENT_COLUMNS.index("district"), _GRID + 2)  # district .. located_by
+
+
+def locate_pending(city: City, rows: list[tuple[Any, ...]]) -> None:
+    """Resolve the PENDING grids of ``rows`` in place with one vectorised polygon query."""
+    todo = [i for i, r in enumerate(rows) if r[_GRID] == PENDING.grid]
+    if not todo:
+        return
+    found = city.locator.locate_many([rows[i][_LON] for i in todo], [rows[i][_LAT] for i in todo])
+    for i, code in zip(todo, found, strict=True):
+        path, how = (city.grid_paths[code], "point") if code else (UNLOCATED_PATH, "outside")
+        row = list(rows[i])
+        row[_PATH] = (path.district, path.street, path.community, path.grid, how)
+        rows[i] = tuple(row)

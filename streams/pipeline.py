@@ -6,6 +6,7 @@ mapping from topics to streams and the definition of every sink table's rows.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,12 +23,12 @@ from sinks.base import Checkpoint, LedgerKind, SinkTable
 from sinks.base.table import CheckpointInfo
 from sinks.clickhouse import schema
 from streams.aggregate import COUNT_KEY, count_events, windowed
-from streams.events import CaseEvent
 from streams.normalize import (
     DEAD_LETTER_COLUMNS,
     EVENT_COLUMNS,
     Rules,
     Source,
+    locate_pending,
     normalize_message,
 )
 from streams.windows import TumblingWindow, window_set
@@ -36,6 +37,8 @@ RAW_EVENT_COLUMNS = (*EVENT_COLUMNS, "ingested_at", "late")
 CASE_SOURCES = frozenset({"inspector", "hotline"})
 _SOURCE = EVENT_COLUMNS.index("source")
 _SUBCATEGORY = EVENT_COLUMNS.index("subcategory")
+_TOPIC, _PARTITION, _OFFSET = (EVENT_COLUMNS.index(c) for c in
+                               ("src_topic", "src_partition", "src_offset"))
 RAW_DEAD_COLUMNS = (*DEAD_LETTER_COLUMNS, "ingested_at")
 COUNT_COLUMNS = ("bucket", *COUNT_KEY, "ledger_topic", "ledger_partition", "n", "offset_span")
 LATE_COLUMNS = ("granularity", *COUNT_COLUMNS)
@@ -68,10 +71,22 @@ def _data_rows(counts: pd.DataFrame) -> pd.DataFrame:
     return counts.assign(ledger_topic="", ledger_partition=-1, offset_span=0)
 
 
+def _count_once(
+    window: TumblingWindow, tz: str, grace_s: int, frame: pd.DataFrame, info: CheckpointInfo
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``count_events`` once per window and frame per checkpoint (the memo keeps the frame
+    alive, so its id cannot be reused by another frame meanwhile)."""
+    key = (window.name, id(frame))
+    hit = info.memo.get(key)
+    if hit is None:
+        hit = info.memo[key] = (frame, count_events(frame, window, tz, grace_s))
+    return hit[1]
+
+
 def _counts(
     window: TumblingWindow, tz: str, grace_s: int, frame: pd.DataFrame, info: CheckpointInfo
 ) -> pd.DataFrame:
-    on_time, _ = count_events(frame, window, tz, grace_s)
+    on_time, _ = _count_once(window, tz, grace_s, frame, info)
     return _data_rows(on_time)
 
 
@@ -81,7 +96,7 @@ def _late_counts(
 ) -> pd.DataFrame:  # fmt: skip
     parts = []
     for w in windows:
-        _, late = count_events(frame, w, tz, grace_s)
+        _, late = _count_once(w, tz, grace_s, frame, info)
         if len(late):
             parts.append(_data_rows(late).assign(granularity=w.name))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=LATE_COLUMNS)
@@ -117,17 +132,24 @@ def schema_settings(settings: Settings) -> schema.Settings:
     )
 
 
-def opening_event(row: dict[str, Any], topic: str, partition: int, offset: int) -> CaseEvent:
-    """The ``accept`` a report or request implies. Its id is fixed by the source record, so
-    a redelivered report re-sends the same event, which the case agent sees as a duplicate."""
+def opening_event(
+    row: dict[str, Any], topic: str, partition: int, offset: int
+) -> tuple[str, bytes]:
+    """The ``accept`` (case id, wire JSON of a ``CaseEvent``) a report or request implies.
+    Its id is fixed by the source record, so a redelivered report re-sends the same event,
+    which the case agent records as a duplicate. Built as JSON directly: the row is already
+    validated, and this is on the ingest hot path."""
     prefix = "H" if row["source"] == "hotline" else "I"
-    grid = row["grid_code"] if row["grid_code"] != UNLOCATED else None
-    return CaseEvent(
-        event_id=f"open:{topic}:{partition}:{offset}",
-        occurred_at=datetime.fromtimestamp(row["event_time"], UTC),
-        case_id=f"{prefix}-{row['ref_id']}", action="accept", grid=grid,
-        category=row["subcategory"], source=row["source"],
-    )  # fmt: skip
+    case_id = f"{prefix}-{row['ref_id']}"
+    doc = {
+        "v": 1, "type": "case.event", "event_id": f"open:{topic}:{partition}:{offset}",
+        "occurred_at": datetime.fromtimestamp(row["event_time"], UTC).isoformat(),
+        "case_id": case_id, "action": "accept", "category": row["subcategory"],
+        "source": row["source"],
+    }  # fmt: skip
+    if row["grid_code"] != UNLOCATED:
+        doc["grid"] = row["grid_code"]
+    return case_id, json.dumps(doc, ensure_ascii=False).encode()
 
 
 @dataclass
@@ -138,7 +160,7 @@ class Batch:
     frames: dict[str, pd.DataFrame]
     dead: list[tuple]  # dead-letter rows, also sent to the dead-letter topic
     messages: int
-    opened: list[CaseEvent]  # the cases these reports and requests open
+    opened: list[tuple[str, bytes]]  # (case id, accept event) for cases these reports open
 
 
 class Normalizer:
@@ -154,11 +176,12 @@ class Normalizer:
             max_future_skew_s=settings.window.max_future_skew_seconds,
             max_age_s=settings.window.max_age_days * 86_400,
             caller_salt=settings.caller_salt.get_secret_value().encode(),
+            defer_locate=True,
         )
 
     def batch(self, messages: Iterable[Message], now: float | None = None) -> Batch:
         events: list[tuple] = []
-        opened: list[CaseEvent] = []
+        opened: list[tuple[str, bytes]] = []
         dead: list[tuple] = []
         last: dict[tuple[str, int], int] = {}
         n = 0
@@ -170,11 +193,12 @@ class Normalizer:
             src = Source(m.topic, m.partition, m.offset, m.timestamp_s)
             out = normalize_message(self.city, self.stream_of[m.topic], m.value, src, self.rules)
             events.extend(out.events)
-            for row in out.events:
-                if row[_SOURCE] in CASE_SOURCES and self.needs_case(row[_SUBCATEGORY]):
-                    opened.append(opening_event(dict(zip(EVENT_COLUMNS, row, strict=True)),
-                                                m.topic, m.partition, m.offset))  # fmt: skip
             dead.extend(out.dead)
+        locate_pending(self.city, events)
+        for row in events:
+            if row[_SOURCE] in CASE_SOURCES and self.needs_case(row[_SUBCATEGORY]):
+                opened.append(opening_event(dict(zip(EVENT_COLUMNS, row, strict=True)),
+                                            row[_TOPIC], row[_PARTITION], row[_OFFSET]))
         dead_frame = pd.DataFrame(dead, columns=DEAD_LETTER_COLUMNS)
         if len(dead_frame):
             dead_frame["payload"] = [

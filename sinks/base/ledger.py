@@ -43,7 +43,9 @@ def keep_after(frame: pd.DataFrame, ledger: Ledger) -> pd.DataFrame:
     parts = frame["src_partition"].to_numpy()
     for (topic, part), nxt in ledger.items():
         need[(topics == topic) & (parts == part)] = nxt
-    return frame[frame["src_offset"].to_numpy() >= need]
+    keep = frame["src_offset"].to_numpy() >= need
+    # the same object when nothing is dropped, so tables can share work on it
+    return frame if keep.all() else frame[keep]
 
 
 def span_rows(last_offsets: Mapping[TP, int], ledger: Ledger) -> list[tuple[str, int, int]]:

@@ -15,7 +15,11 @@ Derive = Callable[[pd.DataFrame, "CheckpointInfo"], pd.DataFrame]
 
 @dataclass(frozen=True, slots=True)
 class CheckpointInfo:
+    """What derive functions know of the checkpoint; ``memo`` lets the tables of one
+    checkpoint share intermediate results (e.g. one grouping for on-time and late counts)."""
+
     ingested_at: int
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False)
 
 
 def _identity(frame: pd.DataFrame, info: CheckpointInfo) -> pd.DataFrame:

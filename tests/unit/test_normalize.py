@@ -117,3 +117,39 @@ def test_schema_shaped_garbage_never_raises(doc):
     import json
     out = normalize_message(CITY, "inspector", json.dumps(doc).encode(), SRC, RULES)
     assert len(out.events) + len(out.dead) == 1
+
+
+@settings(max_examples=50)
+@given(st.lists(st.tuples(st.floats(119.99, 120.03), st.floats(29.99, 30.03)), max_size=40))
+def test_batch_locate_equals_single_locate(points):
+    lons = [p[0] for p in points]
+    lats = [p[1] for p in points]
+    assert CITY.locator.locate_many(lons, lats) == [CITY.locator.locate(x, y) for x, y in points]
+
+
+def test_deferred_locate_gives_the_same_rows():
+    from dataclasses import replace
+
+    from streams.normalize import locate_pending
+
+    msgs = [report(event_id=f"e{i}", location={"lon": 120.001 + i * 0.004, "lat": 30.005})
+            for i in range(8)]
+    direct = [normalize_message(CITY, "inspector", encode(m), SRC, RULES).events[0]
+              for m in msgs]
+    deferred = [normalize_message(CITY, "inspector", encode(m), SRC,
+                                  replace(RULES, defer_locate=True)).events[0] for m in msgs]
+    assert deferred != direct
+    locate_pending(CITY, deferred)
+    assert deferred == direct
+
+
+def test_opening_event_is_a_valid_case_event():
+    from streams.events import decode
+    from streams.pipeline import opening_event
+
+    row = {"source": "inspector", "ref_id": "r9", "event_time": NOW.timestamp(),
+           "subcategory": "sanitation.overflowing_bin", "grid_code": UNLOCATED}
+    case_id, payload = opening_event(row, "t", 2, 7)
+    ev = decode("case", payload)
+    assert (case_id, ev.case_id, ev.action, ev.source) == ("I-r9", "I-r9", "accept", "inspector")
+    assert ev.grid is None and ev.occurred_at == NOW and ev.event_id == "open:t:2:7"
