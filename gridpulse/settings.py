@@ -38,7 +38,10 @@ class WindowSettings(BaseModel):
 class SinkSettings(BaseModel):
     """Batching, retry and backpressure of the ClickHouse sink."""
 
-    batch_max: int = Field(20_000, ge=1, le=500_000)
+    batch_max: int = Field(20_000, ge=1, le=500_000)  # messages per batch (reports, requests)
+    # sensor messages per batch: an envelope holds up to thousands of readings, so this bounds
+    # memory (batch x envelope size readings) while ClickHouse is slow or down
+    sensor_batch_max: int = Field(200, ge=1, le=100_000)
     batch_seconds: float = Field(1.0, gt=0)
     retry_initial_seconds: float = Field(0.2, gt=0)
     retry_max_seconds: float = Field(10.0, gt=0)

@@ -26,13 +26,14 @@ from faust.web import Request, Response, View
 
 from gridpulse.settings import Settings
 from sinks.base import BatchSink, SinkStopped
-from sinks.base.sink import RetryPolicy
+from sinks.base.sink import RetryPolicy, SinkStats
 from sinks.clickhouse.backend import QueryRefused, _Blocking
 from streams.case_agent import CaseRuntime
 from streams.pipeline import Message, Normalizer, build_tables
 
 log = logging.getLogger("gridpulse.worker")
 
+LANES = ("events", "sensors")
 DEAD_LETTER_HEADERS = ("reason_code", "reason", "src_topic", "src_partition", "src_offset",
                        "src_index")  # fmt: skip
 
@@ -58,11 +59,11 @@ class Runtime:
         self.backend = backend
         city = settings.city
         self.normalizer = Normalizer(settings, city)
-        self.sink = BatchSink(
-            backend,
-            build_tables(settings, city),
-            RetryPolicy(settings.sink.retry_initial_seconds, settings.sink.retry_max_seconds),
-        )
+        retry = RetryPolicy(settings.sink.retry_initial_seconds, settings.sink.retry_max_seconds)
+        # one sink per ingest lane: sensor envelopes are batched by a smaller message count
+        # (one envelope holds hundreds of readings), reports and requests by a larger one
+        self.sinks = {lane: BatchSink(backend, build_tables(settings, city), retry)
+                      for lane in LANES}  # fmt: skip
         self.cases: CaseRuntime | None = None
         self.started = time.time()
         self.messages = 0
@@ -76,7 +77,7 @@ class Runtime:
         # publish -> stored latency of recent messages (record timestamp to insert acked)
         self.latencies: deque[float] = deque(maxlen=200_000)
 
-    async def handle(self, events: list[Any]) -> None:
+    async def handle(self, events: list[Any], lane: str = "events") -> None:
         t0 = time.perf_counter()
         msgs = [
             Message(e.message.topic, e.message.partition, e.message.offset,
@@ -86,7 +87,7 @@ class Runtime:
         batch = self.normalizer.batch(msgs)
         await self._open_cases(batch.opened)
         await self._dead_letter(batch.dead)
-        await self.sink.write(batch.checkpoint, batch.frames)
+        await self.sinks[lane].write(batch.checkpoint, batch.frames)
         ev = batch.frames["events"]
         self.messages += batch.messages
         self.events += len(ev)
@@ -162,9 +163,31 @@ class Runtime:
             out[f"{tp.topic}[{tp.partition}]"] = max(0, int(hw) - done)
         return out
 
+    def invalidate(self) -> None:
+        for sink in self.sinks.values():
+            sink.invalidate()
+
+    def sink_stats(self) -> SinkStats:
+        """The lanes' sink counters added up (the oldest wait, the latest error)."""
+        total = SinkStats()
+        for sink in self.sinks.values():
+            st = sink.stats
+            total.checkpoints += st.checkpoints
+            total.inserts += st.inserts
+            total.failures += st.failures
+            for name, n in st.rows.items():
+                total.rows[name] = total.rows.get(name, 0) + n
+            for name, n in st.dropped_redelivered.items():
+                total.dropped_redelivered[name] = total.dropped_redelivered.get(name, 0) + n
+            total.last_error = st.last_error or total.last_error
+            if st.waiting_since is not None:
+                total.waiting_since = min(total.waiting_since or st.waiting_since,
+                                          st.waiting_since)  # fmt: skip
+        return total
+
     def snapshot(self) -> dict[str, Any]:
         msg_rate, ev_rate = self.rates()
-        s = self.sink.stats
+        s = self.sink_stats()
         return {
             "uptime_s": round(time.time() - self.started, 1),
             "messages": self.messages,
@@ -219,20 +242,28 @@ def create_app(settings: Settings, backend: _Blocking) -> tuple[faust.App, Runti
         consumer_max_fetch_size=16 * 1024 * 1024,
     )
     runtime = Runtime(app, settings, backend)
-    topic = app.topic(*settings.topics.ingest, key_type=bytes, value_type=bytes)
+    t = settings.topics
 
-    @app.agent(topic, concurrency=1)
-    async def ingest(stream: faust.StreamT) -> None:
+    async def ingest_lane(stream: faust.StreamT, lane: str, batch_max: int) -> None:
         try:
-            async for events in stream.noack_take(
-                settings.sink.batch_max, within=settings.sink.batch_seconds
-            ):
-                await runtime.handle(list(events))
+            async for events in stream.noack_take(batch_max, within=settings.sink.batch_seconds):
+                await runtime.handle(list(events), lane)
                 for event in events:
                     await stream.ack(event)
         except SinkStopped as exc:
             log.warning("ingest stopped before its batch was stored (will be redelivered): %s",
                         exc)  # fmt: skip
+
+    @app.agent(app.topic(t.inspector, t.hotline, key_type=bytes, value_type=bytes),
+               concurrency=1)  # fmt: skip
+    async def ingest(stream: faust.StreamT) -> None:
+        """Inspectors' reports and hotline requests."""
+        await ingest_lane(stream, "events", settings.sink.batch_max)
+
+    @app.agent(app.topic(t.sensor, key_type=bytes, value_type=bytes), concurrency=1)
+    async def ingest_sensors(stream: faust.StreamT) -> None:
+        """Sensor readings and gateway envelopes: batches bounded by envelope count."""
+        await ingest_lane(stream, "sensors", settings.sink.sensor_batch_max)
 
     async def send(topic: str, key: bytes | None, value: bytes, ts: float | None,
                    headers: list) -> Any:  # fmt: skip
@@ -287,12 +318,12 @@ def create_app(settings: Settings, backend: _Blocking) -> tuple[faust.App, Runti
 
     @app.on_partitions_revoked.connect
     async def _revoked(app: faust.App, revoked: Any, **kw: Any) -> None:
-        runtime.sink.invalidate()
+        runtime.invalidate()
         cases.revoke({(tp.topic, tp.partition) for tp in revoked})
 
     @app.on_partitions_assigned.connect
     async def _assigned(app: faust.App, assigned: Any, **kw: Any) -> None:
-        runtime.sink.invalidate()
+        runtime.invalidate()
 
     @app.page("/stats/")
     class Stats(View):
