@@ -108,9 +108,14 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from gridpulse.bench import run_bench
+    if args.cases:
+        from gridpulse.bench_cases import run_case_bench
 
-    result = run_bench(args)
+        result = run_case_bench(args.cases)
+    else:
+        from gridpulse.bench import run_bench
+
+        result = run_bench(args)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0
@@ -184,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--profile", metavar="DIR",
                    help="py-spy the worker in phases 3-4; raw stacks and hot spots to DIR")
     b.add_argument("--keep", action="store_true", help="keep the temp dir (logs) afterwards")
+    b.add_argument("--cases", type=int, metavar="N", const=1_000_000, nargs="?",
+                   help="instead: SLA case timers with N open cases in process (default 1 M)")
     b.set_defaults(fn=cmd_bench)
 
     r = add("run", help="local stack + worker + simulator + live view until Ctrl-C")
