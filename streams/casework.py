@@ -243,9 +243,14 @@ class CaseBook:
         return resolve(c, state.category, state.urgent, self.policy, self.cal)
 
     def _schedule(self, state: CaseState) -> None:
+        """Queue only the case's next unfired warning/breach/first escalation: one heap
+        entry per running clock keeps the heap (and memory) proportional to open cases;
+        firing one schedules the next."""
         sc = self.stage_clock(state)
         if sc is not None:
-            self.queue.extend(stage_timers(state, sc, self.policy, self.cal, self.fired))
+            pending = stage_timers(state, sc, self.policy, self.cal, self.fired)
+            if pending:
+                self.queue.push(min(pending))
 
     def tick(
         self, now: float, limit: int | None = None,
@@ -283,6 +288,8 @@ class CaseBook:
                 continue
             self.fired.add(t.alert_id)
             out.append((t, state, sc))
+            if t.kind != "escalation":
+                self._schedule(state)  # the clock's next warning, breach or escalation
         self.queue.extend(waiting)
         return out
 
