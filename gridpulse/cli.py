@@ -107,6 +107,30 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _day(value: str) -> datetime:
+    dt = datetime.fromisoformat(value)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def cmd_kpi(args: argparse.Namespace) -> int:
+    from gridpulse.kpi import kpi_table, ranking_table
+
+    s = _settings(args)
+    start, end = _day(args.start), _day(args.end)
+    if args.rank:
+        sys.stdout.write(ranking_table(s, args.level, start, end, args.rank))
+    else:
+        sys.stdout.write(kpi_table(s, args.level, start, end))
+    return 0
+
+
+def cmd_countdown(args: argparse.Namespace) -> int:
+    from gridpulse.kpi import countdown_table
+
+    sys.stdout.write(countdown_table(_settings(args), args.limit))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.cases:
         from gridpulse.bench_cases import run_case_bench
@@ -178,6 +202,18 @@ def build_parser() -> argparse.ArgumentParser:
     q = add("query", help="read-only SQL against the configured ClickHouse (TSV)")
     q.add_argument("sql")
     q.set_defaults(fn=cmd_query)
+
+    k = add("kpi", help="case KPIs (立案率, 结案率, 按期结案率, …) per unit, or a ranking")
+    k.add_argument("--level", default="street",
+                   choices=["grid", "community", "street", "district", "unit", "city"])
+    k.add_argument("--start", required=True, help="period start (ISO date/time, UTC if naive)")
+    k.add_argument("--end", required=True, help="period end, exclusive")
+    k.add_argument("--rank", help="rank units by this rate, e.g. on_time_close_rate")
+    k.set_defaults(fn=cmd_kpi)
+
+    cd = add("countdown", help="open cases by remaining time of their current stage")
+    cd.add_argument("--limit", type=int, default=50)
+    cd.set_defaults(fn=cmd_countdown)
 
     b = add("bench", help="end-to-end benchmark on a private local stack")
     b.add_argument("--json", help="also write the results to this file")

@@ -3,9 +3,11 @@ warnings and breaches, none missing and none twice, also across a worker SIGKILL
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -87,5 +89,23 @@ def test_exact_warnings_and_breaches(broker, tmp_path, kill_at):
             "SELECT case_id, stage FROM gridpulse.case_state FINAL ORDER BY case_id"))
         assert states == {"H-r0": "registered", "H-r1": "registered", "H-r2": "registered",
                           "H-r3": "accepted"}
+        # leadership's view through the CLI (served by this worker's query view)
+        env = penv.env(worker.port)
+        day = datetime.now(UTC).date()
+        kpi = subprocess.run(
+            [sys.executable, "-m", "gridpulse.cli", "kpi", "--level", "city",
+             "--start", str(day), "--end", str(day + timedelta(days=1))],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert kpi.returncode == 0, kpi.stderr
+        head, row = kpi.stdout.splitlines()[:2]
+        city = dict(zip(head.split("\t"), row.split("\t"), strict=True))
+        assert (city["accepted"], city["registered"], city["registration_rate"]) == (
+            "4", "3", "75.00%")
+        countdown = subprocess.run(
+            [sys.executable, "-m", "gridpulse.cli", "countdown"], cwd=ROOT, env=env,
+            capture_output=True, text=True, timeout=60)
+        assert countdown.returncode == 0, countdown.stderr
+        assert sorted(line.split("\t")[0] for line in countdown.stdout.splitlines()) == [
+            "H-r0", "H-r1", "H-r2", "H-r3"]
     finally:
         worker.stop()
