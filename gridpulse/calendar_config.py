@@ -12,9 +12,10 @@ caches per-calendar and per-day data keyed by the calendar itself.
 from __future__ import annotations
 
 from datetime import date, time
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator, model_validator
+
+from gridpulse.types import TimeZoneName
 
 SECONDS_PER_HOUR = 3600
 ISO_SATURDAY, ISO_SUNDAY = 6, 7
@@ -36,21 +37,12 @@ class WorkingCalendar(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    timezone: str
+    timezone: TimeZoneName
     work_periods: tuple[tuple[time, time], ...] = DEFAULT_WORK_PERIODS
     weekend: tuple[int, ...] = DEFAULT_WEEKEND  # ISO weekday numbers, 1 = Monday
     holidays: tuple[date, ...] = ()  # days off, even when they fall on a weekday
     adjusted_workdays: tuple[date, ...] = ()  # 调休: weekend days that are working days
     _hash: int = PrivateAttr(default=0)
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown timezone {v!r}") from exc
-        return v
 
     @field_validator("work_periods")
     @classmethod

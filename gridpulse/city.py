@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, Field, model_validator
 
 from gridpulse.calendar_config import WorkingCalendar
+from gridpulse.types import TimeZoneName
 
 StreamName = Literal["inspector", "sensor", "hotline"]
 
@@ -114,7 +115,7 @@ UNLOCATED_PATH = GridPath(district="", street="", community="", grid=UNLOCATED)
 class City(BaseModel):
     code: str
     name: str
-    timezone: str = "Asia/Shanghai"
+    timezone: TimeZoneName = "Asia/Shanghai"
     # optional in the YAML: defaults to the standard calendar in the city's timezone
     calendar: WorkingCalendar
     districts: list[District]

@@ -155,7 +155,7 @@ def test_rejects_naive_datetimes_and_bad_input() -> None:
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"timezone": "Mars/Olympus"}, "unknown timezone"),
+        ({"timezone": "Mars/Olympus"}, "unknown time zone"),
         ({"work_periods": [("08:00", "12:00"), ("11:00", "13:00")]}, "overlap"),
         ({"work_periods": [("14:00", "17:00"), ("08:00", "12:00")]}, "sorted"),
         ({"work_periods": [("12:00", "08:00")]}, "start must be before end"),
