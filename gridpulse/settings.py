@@ -39,9 +39,11 @@ class SinkSettings(BaseModel):
     """Batching, retry and backpressure of the ClickHouse sink."""
 
     batch_max: int = Field(20_000, ge=1, le=500_000)  # messages per batch (reports, requests)
-    # sensor messages per batch: an envelope holds up to thousands of readings, so this bounds
-    # memory (batch x envelope size readings) while ClickHouse is slow or down
-    sensor_batch_max: int = Field(200, ge=1, le=100_000)
+    # sensor messages per batch: an envelope holds hundreds of readings, so fewer of them
+    sensor_batch_max: int = Field(2_000, ge=1, le=100_000)
+    # a batch is written as consecutive checkpoints of at most this much payload, which
+    # bounds the rows built in memory at once (~16 MB of envelopes = ~100 k readings)
+    max_batch_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     batch_seconds: float = Field(1.0, gt=0)
     retry_initial_seconds: float = Field(0.2, gt=0)
     retry_max_seconds: float = Field(10.0, gt=0)

@@ -50,6 +50,22 @@ def rss_mb() -> float:
     return 0.0
 
 
+def chunk_by_bytes(msgs: list[Message], max_bytes: int) -> list[list[Message]]:
+    """Consecutive chunks of at most ``max_bytes`` of payload (at least one message each):
+    a batch of large sensor envelopes becomes several checkpoints written in order, so the
+    rows held in memory at once stay bounded while small messages keep large batches."""
+    chunks: list[list[Message]] = [[]]
+    size = 0
+    for m in msgs:
+        n = len(m.value or b"")
+        if chunks[-1] and size + n > max_bytes:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(m)
+        size += n
+    return chunks if chunks[0] else []
+
+
 class Runtime:
     """The agent's state: normalizer, sink, dead-letter producer and live counters."""
 
@@ -84,6 +100,12 @@ class Runtime:
                     e.message.timestamp, e.message.value)
             for e in events
         ]  # fmt: skip
+        for chunk in chunk_by_bytes(msgs, self.settings.sink.max_batch_bytes):
+            await self._handle_chunk(chunk, lane)
+        self.last_batch_ms = (time.perf_counter() - t0) * 1000
+
+    async def _handle_chunk(self, msgs: list[Message], lane: str) -> None:
+        """One checkpoint: normalize, open cases, dead-letter, store in every table."""
         batch = self.normalizer.batch(msgs)
         await self._open_cases(batch.opened)
         await self._dead_letter(batch.dead)
@@ -97,8 +119,7 @@ class Runtime:
             self.processed[tp] = off
         stored = time.time()
         self.latencies.extend(stored - m.timestamp_s for m in msgs)
-        self.history.append((time.time(), self.messages, self.events))
-        self.last_batch_ms = (time.perf_counter() - t0) * 1000
+        self.history.append((stored, self.messages, self.events))
 
     async def _open_cases(self, opened: list[Any]) -> None:
         """Each report/request needing handling opens a case on the case topic (keyed by

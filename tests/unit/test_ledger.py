@@ -28,3 +28,13 @@ def test_redelivered_checkpoint_adds_no_span():
     ledger = Ledger({("t", 0): 50})
     assert span_rows({("t", 0): 40}, ledger) == []
     assert span_rows({("t", 0): 55}, ledger) == [("t", 0, 6)]
+
+
+def test_chunk_by_bytes_keeps_order_and_bounds_size():
+    from streams.app import chunk_by_bytes
+    from streams.pipeline import Message
+
+    msgs = [Message("t", 0, i, 0.0, b"x" * n) for i, n in enumerate([5, 5, 5, 20, 1, 1])]
+    chunks = chunk_by_bytes(msgs, 10)
+    assert [[m.offset for m in c] for c in chunks] == [[0, 1], [2], [3], [4, 5]]
+    assert chunk_by_bytes([], 10) == []
