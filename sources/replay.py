@@ -1,4 +1,4 @@
-"""Replay a city's 311 CSV export as hotline ``Emission``s, with an import report.
+"""Replay a city's 311 CSV export as hotline ``Emission``s and case events, with a report.
 
 Each valid row becomes a ``HotlineRequest`` whose record timestamp is its creation time:
 a replay asserts the original event time, so windows and lateness downstream behave as they
@@ -6,6 +6,41 @@ would have live. Rows that cannot become a message (empty or duplicate id, unpar
 creation time, a value the wire model rejects) are listed in the report with their row
 number and reason, never silently skipped. Category values the format does not know are
 mapped to its explicit ``other`` code and counted, so nothing is dropped for being new.
+
+Case events (``cases=True``; ``gridpulse replay`` turns them on). The worker opens case
+``H-{request id}`` itself (``accept`` at the creation time) for every request whose category
+has an SLA policy; the replay drives the rest of its lifecycle from the export's timestamps,
+as ``CaseEvent``s on the case stream (key = case id, record time = event time, event id
+``{format}:{request id}:{action}``, so a re-run re-sends the same ids):
+
+- at ``created``: ``register``, ``dispatch``, ``acknowledge``. An export has no finer stages,
+  so these hand-offs collapse onto the creation instant (their stages take 0 s);
+- then, when the row has a due date (``columns.due``) after ``created``: ``extend`` with
+  ``deadline = due``, so the handling stage's deadline is the export's due date instead of
+  the policy limit. A due date at or before ``created`` cannot be an approved deadline (the
+  case agent refuses it): it is not emitted and is counted (``due_not_after_created``). No
+  extension is emitted either when the case ends at its creation instant (it would sort
+  after the close; the handling stage took 0 s, so it is on time by any measure), counted
+  as ``due_unused``;
+- normalized status ``closed``: ``handle``, ``verify_pass``, ``close`` at ``closed`` (empty:
+  ``updated``; neither: the row stays open and is counted as ``no_end_time``);
+- void-like statuses (``cancelled``, ``duplicate``, ``referred``, ``transferred``: the
+  request left this city's queue unanswered, so it must count neither as closed nor as
+  late): ``void`` at ``closed``, else ``updated``, else ``created``;
+- ``open`` (and any status value the format does not map, reported in ``unknown_statuses``):
+  nothing after the extension; a format without a status column treats a row with a closing
+  time as ``closed`` and one without as ``open``.
+
+An end time before ``created`` (clock skew in the export) is moved to ``created`` and counted
+(``end_before_created``); an unparseable due/closed/updated cell is ignored and counted in
+``bad_times``. All emissions are sorted by record time (stable: per row the request comes
+first, then its case events in lifecycle order).
+
+Ordering caveat: the ``accept`` is derived by the worker from the request, so a case event
+that reaches the case agent before it is recorded as ``illegal`` (``unknown_case``) in
+``case_events``; the case agent rebuilds the case when the ``accept`` arrives, so the state
+is right but those rows keep their first outcome. Publish the requests first (and wait for
+the accepts) when ``case_events`` outcomes must be clean.
 """
 
 from __future__ import annotations
@@ -23,14 +58,17 @@ import pandas as pd
 from pydantic import ValidationError
 
 from sources.emission import Emission
-from sources.formats import ImportFormat, load_format
-from streams.events import HotlineRequest, Location, encode
+from sources.formats import VOID_LIKE, ImportFormat, TimeColumn, load_format
+from streams.events import CaseAction, CaseEvent, HotlineRequest, Location, encode
 
 ADDRESS_MAX = 500  # HotlineRequest.address max_length
 HEADER_ROWS = 1  # report rows are spreadsheet rows: the header is row 1, data start at 2
 LISTED_INVALID = 20  # how many invalid rows report_text spells out
 LAT_RANGE = (-90.0, 90.0)
 LON_RANGE = (-180.0, 180.0)
+CASE_PREFIX = "H-"  # the worker's hotline case id: f"H-{request_id}" (streams.pipeline)
+OPEN_ACTIONS: tuple[CaseAction, ...] = ("register", "dispatch", "acknowledge")
+CLOSE_ACTIONS: tuple[CaseAction, ...] = ("handle", "verify_pass", "close")
 
 
 class MissingColumns(ValueError):
@@ -61,6 +99,15 @@ class ImportReport:
     bad_grid_values: Counter[str] = field(default_factory=Counter)
     without_location: int = 0
     bad_coordinates: int = 0  # non-empty but not a usable point: garbage, range, (0, 0)
+    # case events (only with cases=True)
+    case_events: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)  # "raw -> normalized" mapping
+    actions: Counter[str] = field(default_factory=Counter)  # emitted case actions
+    due_not_after_created: int = 0  # due <= created: no extension emitted
+    due_unused: int = 0  # due > created but the case ends at created: no extension
+    end_before_created: int = 0  # closing/void time before created: moved to created
+    no_end_time: int = 0  # status closed but neither closed nor updated time: left open
+    bad_times: Counter[str] = field(default_factory=Counter)  # unparseable optional times
 
     @property
     def invalid_by_reason(self) -> Counter[str]:
@@ -80,13 +127,13 @@ class _Invalid(Exception):
         self.detail = detail
 
 
-def parse_local(text: str, fmt: ImportFormat) -> datetime:
-    """A naive local timestamp as an aware datetime in the format's zone.
+def parse_local(text: str, fmt: ImportFormat, role: TimeColumn = "created") -> datetime:
+    """A naive local timestamp of column ``role`` as an aware datetime in the format's zone.
 
     Ambiguous wall times (the repeated hour in autumn) resolve to the first occurrence and
     nonexistent ones (the skipped spring hour) shift forward, per Python's ``fold=0`` rules.
     """
-    naive = datetime.strptime(text.strip(), fmt.datetime_format)
+    naive = datetime.strptime(text.strip(), fmt.time_format(role))
     # via UTC: astimezone() to the datetime's own tzinfo is a no-op and would not normalize
     return naive.replace(tzinfo=fmt.tz).astimezone(UTC).astimezone(fmt.tz)
 
@@ -177,6 +224,74 @@ def _row_request(row: Mapping[str, str], fmt: ImportFormat) -> tuple[HotlineRequ
     return msg, notes
 
 
+def _optional_time(
+    row: Mapping[str, str], fmt: ImportFormat, role: TimeColumn, notes: list[Note]
+) -> datetime | None:
+    """An optional time column: None when unmapped or empty; unparseable is noted."""
+    text = _cell(row, getattr(fmt.columns, role))
+    if not text:
+        return None
+    try:
+        return parse_local(text, fmt, role)
+    except ValueError:
+        notes.append(("bad_times", role))
+        return None
+
+
+def normalized_status(row: Mapping[str, str], fmt: ImportFormat, has_end: bool) -> str:
+    """The row's normalized status; unmapped values count as ``open`` (they are reported)."""
+    if fmt.columns.status is None:
+        return "closed" if has_end else "open"
+    return fmt.status_map.get(_cell(row, fmt.columns.status), "open")
+
+
+def _row_case_events(
+    row: Mapping[str, str], fmt: ImportFormat, rid: str, created: datetime
+) -> tuple[list[CaseEvent], list[Note]]:
+    """The lifecycle events one valid row implies (see the module docstring for the rules)."""
+    notes: list[Note] = []
+    closed = _optional_time(row, fmt, "closed", notes)
+    updated = _optional_time(row, fmt, "updated", notes)
+    due = _optional_time(row, fmt, "due", notes)
+    status = normalized_status(row, fmt, has_end=closed is not None)
+    raw = _cell(row, fmt.columns.status) if fmt.columns.status is not None else "<none>"
+    known = fmt.columns.status is None or raw in fmt.status_map
+    notes.append(("statuses", f"{raw} -> {status}" if known else f"{raw} -> open (unknown)"))
+
+    end: datetime | None = None
+    end_actions: tuple[CaseAction, ...] = ()
+    if status == "closed":
+        end = closed or updated
+        end_actions = CLOSE_ACTIONS
+        if end is None:
+            notes.append(("no_end_time", ""))
+            end_actions = ()
+    elif status in VOID_LIKE:
+        end = closed or updated or created
+        end_actions = ("void",)
+    if end is not None and end < created:
+        notes.append(("end_before_created", ""))
+        end = created
+
+    case_id = f"{CASE_PREFIX}{rid}"
+
+    def event(action: CaseAction, at: datetime, deadline: datetime | None = None) -> CaseEvent:
+        return CaseEvent(event_id=f"{fmt.name}:{rid}:{action}", occurred_at=at,
+                         case_id=case_id, action=action, deadline=deadline)  # fmt: skip
+
+    events = [event(a, created) for a in OPEN_ACTIONS]
+    if due is not None:
+        if due <= created:
+            notes.append(("due_not_after_created", ""))
+        elif end_actions and end == created:
+            notes.append(("due_unused", ""))
+        else:
+            events.append(event("extend", created, due))
+    if end is not None:
+        events += [event(a, end) for a in end_actions]
+    return events, notes
+
+
 def _apply(report: ImportReport, notes: list[Note]) -> None:
     for name, value in notes:
         target = getattr(report, name)
@@ -193,8 +308,11 @@ def check_columns(columns: Sequence[str], fmt: ImportFormat) -> None:
         raise MissingColumns(f"format {fmt.name!r}: export lacks column(s) {missing}")
 
 
-def replay_frame(df: pd.DataFrame, fmt: ImportFormat, source: str = "") -> ReplayBatch:
-    """Turn an all-string DataFrame of one export into emissions sorted by event time."""
+def replay_frame(
+    df: pd.DataFrame, fmt: ImportFormat, source: str = "", *, cases: bool = False
+) -> ReplayBatch:
+    """Turn an all-string DataFrame of one export into emissions sorted by event time:
+    hotline requests, plus (``cases``) the case events of each request's lifecycle."""
     check_columns(list(df.columns), fmt)
     report = ImportReport(source=source, format=fmt.name, rows=len(df))
     emitted_ids: set[str] = set()
@@ -208,6 +326,15 @@ def replay_frame(df: pd.DataFrame, fmt: ImportFormat, source: str = "") -> Repla
             if rid in emitted_ids:
                 raise _Invalid("duplicate_id", "an earlier row with this id was emitted")
             msg, notes = _row_request(row, fmt)
+            case_events: list[CaseEvent] = []
+            if cases:
+                try:
+                    case_events, case_notes = _row_case_events(row, fmt, rid, msg.occurred_at)
+                except ValidationError as exc:
+                    first = exc.errors(include_url=False)[0]
+                    loc = ".".join(str(p) for p in first["loc"])
+                    raise _Invalid("invalid_case_event", f"{loc}: {first['msg']}") from None
+                notes += case_notes
         except _Invalid as bad:
             report.invalid.append(InvalidRow(row_no, rid, bad.reason, bad.detail))
             continue
@@ -222,16 +349,23 @@ def replay_frame(df: pd.DataFrame, fmt: ImportFormat, source: str = "") -> Repla
                 message=msg,
             )
         )
+        for ev in case_events:
+            report.actions[ev.action] += 1
+            emissions.append(
+                Emission(record_ts=ev.occurred_at, stream="case", key=ev.case_id.encode(),
+                         payload=encode(ev), message=ev)  # fmt: skip
+            )
+        report.case_events += len(case_events)
     # by instant, not wall time (aware datetimes in one zone compare by wall time); stable
     emissions.sort(key=lambda e: e.record_ts.timestamp())
-    report.emitted = len(emissions)
+    report.emitted = len(emissions) - report.case_events
     return ReplayBatch(emissions=emissions, report=report)
 
 
-def read_export(path: str | Path, fmt: ImportFormat) -> ReplayBatch:
+def read_export(path: str | Path, fmt: ImportFormat, *, cases: bool = False) -> ReplayBatch:
     """Read one CSV export (every cell as text, nothing turned into NaN) and replay it."""
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    return replay_frame(df, fmt, source=str(path))
+    return replay_frame(df, fmt, source=str(path), cases=cases)
 
 
 def _counts(counter: Mapping[str, int]) -> str:
@@ -254,6 +388,17 @@ def report_text(report: ImportReport) -> str:
         ("unusable grid values", report.bad_grid_values),
     ]
     lines += [f"  {label}: {_counts(c)}" for label, c in labelled if c]
+    if report.case_events:
+        lines += [
+            f"  case events {report.case_events}: {_counts(report.actions)}",
+            f"  statuses (raw -> normalized): {_counts(report.statuses)}",
+            f"  due dates not after creation (ignored) {report.due_not_after_created},"
+            f" unused (case ends at creation) {report.due_unused};"
+            f" end times before creation (moved to creation) {report.end_before_created};"
+            f" closed without an end time (left open) {report.no_end_time}",
+        ]
+        if report.bad_times:
+            lines.append(f"  unparseable times (ignored): {_counts(report.bad_times)}")
     for bad in report.invalid[:LISTED_INVALID]:
         detail = f" ({bad.detail})" if bad.detail else ""
         lines.append(f"    row {bad.row} id {bad.id!r}: {bad.reason}{detail}")
@@ -266,11 +411,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Dry-run a replay: parse exports and print their import reports."""
     ap = argparse.ArgumentParser(prog="python -m sources.replay", description=main.__doc__)
     ap.add_argument("--format", default="la311", help="bundled format name or YAML path")
+    ap.add_argument("--no-cases", action="store_true", help="hotline requests only")
     ap.add_argument("csv", nargs="+", type=Path)
     args = ap.parse_args(argv)
     fmt = load_format(args.format)
     for path in args.csv:
-        print(report_text(read_export(path, fmt).report))
+        print(report_text(read_export(path, fmt, cases=not args.no_cases).report))
     return 0
 
 

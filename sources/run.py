@@ -43,9 +43,15 @@ def replay(settings: Settings, file: str, fmt_name: str, speed: float = 0.0) -> 
     from sources.publish import publish
     from sources.replay import read_export, report_text
 
-    batch = read_export(file, load_format(fmt_name))
-    stats = publish(
-        batch.emissions, topic_map(settings), settings.bootstrap_servers,
-        speed=speed or None, max_rate=None,
-    )  # fmt: skip
-    return f"{report_text(batch.report)}\npublished: {stats.as_dict()}"
+    batch = read_export(file, load_format(fmt_name), cases=True)  # requests + case lifecycle
+    # requests first: the worker opens each case from its request, and lifecycle events that
+    # reach the case agent before that are recorded as illegal (the case is rebuilt right
+    # when the accept arrives, but the first outcome stays in case_events)
+    stats = [
+        publish(
+            [e for e in batch.emissions if (e.stream == "case") == lifecycle],
+            topic_map(settings), settings.bootstrap_servers, speed=speed or None, max_rate=None,
+        ).as_dict()
+        for lifecycle in (False, True)
+    ]  # fmt: skip
+    return f"{report_text(batch.report)}\npublished requests: {stats[0]}\nlifecycle: {stats[1]}"

@@ -66,11 +66,16 @@ class StageClock:
 def resolve(
     c: Clock, category: str | None, urgent: bool, policy: SlaPolicy, cal: WorkingCalendar
 ) -> StageClock | None:
-    """The stage clock with its limit (policy, or an approved extension) and pauses."""
+    """The stage clock with its limit and pauses. A policy limit runs on its own unit's
+    clock (working or natural time); an approved extension is an instant — the stage is due
+    exactly then, later only by the natural time of pauses after the approval."""
     limit: Limit | None = policy.limit_for(category or "", c.stage, urgent)
-    if limit is None and c.deadline is None:
+    if c.deadline is not None:
+        unit = "natural_hours"
+    elif limit is not None:
+        unit = limit.unit
+    else:
         return None
-    unit = limit.unit if limit is not None else "natural_hours"
     start = measure(cal, unit, c.started_at)
     paused = sum(measure(cal, unit, e) - measure(cal, unit, s) for s, e in shifting_pauses(c))
     if c.deadline is not None:

@@ -21,7 +21,12 @@ from streams.events import Channel
 
 FORMATS_DIR = Path(__file__).resolve().parent
 
-NormalizedStatus = Literal["closed", "open", "cancelled", "referred", "duplicate"]
+NormalizedStatus = Literal[
+    "closed", "open", "cancelled", "referred", "transferred", "duplicate"
+]
+VOID_LIKE: frozenset[str] = frozenset({"cancelled", "referred", "transferred", "duplicate"})
+"""Normalized statuses whose cases end voided, not closed (see ``sources.replay``)."""
+TimeColumn = Literal["created", "closed", "due", "updated"]
 CHANNELS: frozenset[str] = frozenset(get_args(Channel))
 
 # a subcategory code is "<group>.<name>", lower snake case, and must also be a wire `Code`
@@ -30,6 +35,17 @@ SUBCATEGORY_RE = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
 GRID_CODE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 # the only placeholder a grid template may use: the raw cell value
 TEMPLATE_FIELD = "value"
+
+
+def _check_datetime_format(v: str) -> str:
+    sample = datetime(2018, 1, 2, 13, 4, 5)
+    try:
+        ok = datetime.strptime(sample.strftime(v), v) == sample
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"datetime format {v!r} does not round-trip a timestamp")
+    return v
 
 
 class _Strict(BaseModel):
@@ -98,6 +114,9 @@ class ImportFormat(_Strict):
     description: str = ""
     timezone: str
     datetime_format: str = Field(min_length=1, description="strptime format of date columns")
+    datetime_formats: dict[TimeColumn, str] = Field(
+        default={}, description="per-column override of datetime_format (e.g. a date-only due)"
+    )
     columns: Columns
     status_map: dict[str, NormalizedStatus] = {}
     categories: CategoryMapping
@@ -117,13 +136,13 @@ class ImportFormat(_Strict):
     @field_validator("datetime_format")
     @classmethod
     def _round_trips(cls, v: str) -> str:
-        sample = datetime(2018, 1, 2, 13, 4, 5)
-        try:
-            ok = datetime.strptime(sample.strftime(v), v) == sample
-        except ValueError:
-            ok = False
-        if not ok:
-            raise ValueError(f"datetime_format {v!r} does not round-trip a timestamp")
+        return _check_datetime_format(v)
+
+    @field_validator("datetime_formats")
+    @classmethod
+    def _each_round_trips(cls, v: dict[str, str]) -> dict[str, str]:
+        for fmt in v.values():
+            _check_datetime_format(fmt)
         return v
 
     @field_validator("grid_template")
@@ -140,7 +159,14 @@ class ImportFormat(_Strict):
             raise ValueError("status_map given but columns.status is not")
         if self.channel_map and self.columns.channel is None:
             raise ValueError("channel_map given but columns.channel is not")
+        for role in self.datetime_formats:
+            if getattr(self.columns, role) is None:
+                raise ValueError(f"datetime_formats.{role} given but columns.{role} is not")
         return self
+
+    def time_format(self, role: TimeColumn) -> str:
+        """The strptime format of one time column (its override, else ``datetime_format``)."""
+        return self.datetime_formats.get(role, self.datetime_format)
 
     @property
     def tz(self) -> ZoneInfo:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -14,9 +14,18 @@ import yaml
 from pydantic import ValidationError
 
 from gridpulse.city import load_city
-from sources.formats import FORMATS_DIR, ImportFormat, load_format
+from sources.formats import FORMATS_DIR, VOID_LIKE, ImportFormat, load_format
 from sources.la_city import build_city, read_frames
-from sources.replay import MissingColumns, ReplayBatch, parse_local, read_export, report_text
+from sources.replay import (
+    MissingColumns,
+    ReplayBatch,
+    parse_local,
+    read_export,
+    replay_frame,
+    report_text,
+)
+from streams.cases import CaseInput, from_case_event
+from streams.cases import replay as replay_case
 from streams.events import HotlineRequest, decode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -261,3 +270,227 @@ def test_grid_template_pads_and_refuses_bad_codes(fmt: ImportFormat) -> None:
     assert fmt.grid_code("126") == "NC126"
     assert fmt.grid_code(" ") is None
     assert fmt.grid_code("5 5") is None
+
+
+# ---- case lifecycle events -----------------------------------------------------------------
+
+FIXTURES = ROOT / "tests" / "fixtures"
+LA_COLUMNS = ["SRNumber", "CreatedDate", "UpdatedDate", "ClosedDate", "ServiceDate", "Status",
+              "RequestType", "RequestSource", "NC", "Latitude", "Longitude", "Address"]
+# id, created, updated, closed, due (ServiceDate), status
+LA_CASE_ROWS = [
+    ("ONTIME", "01/02/2018 09:00:00 AM", "01/03/2018 10:00:00 AM", "01/03/2018 10:00:00 AM",
+     "01/04/2018 12:00:00 AM", "Closed"),
+    ("LATE", "01/02/2018 09:30:00 AM", "01/09/2018 08:00:00 AM", "01/09/2018 08:00:00 AM",
+     "01/04/2018 12:00:00 AM", "Closed"),
+    ("CANCEL", "01/02/2018 10:00:00 AM", "01/02/2018 03:00:00 PM", "01/02/2018 02:00:00 PM",
+     "01/05/2018 12:00:00 AM", "Cancelled"),
+    ("REFER", "01/02/2018 10:30:00 AM", "01/02/2018 11:00:00 AM", "", "", "Referred Out"),
+    ("OPEN", "01/02/2018 11:00:00 AM", "01/02/2018 11:00:00 AM", "", "01/08/2018 12:00:00 AM",
+     "Open"),
+    ("DUEBEFORE", "01/02/2018 11:30:00 AM", "01/02/2018 01:00:00 PM", "01/02/2018 01:00:00 PM",
+     "01/02/2018 12:00:00 AM", "Closed"),
+    ("BACKWARDS", "01/02/2018 12:00:00 PM", "01/02/2018 12:00:00 PM", "01/02/2018 11:00:00 AM",
+     "", "Closed"),
+    ("ODD", "01/02/2018 12:30:00 PM", "", "", "01/03/2018 12:00:00 AM", "Pending"),
+]
+OPENING = ["register", "dispatch", "acknowledge"]
+CLOSING = ["handle", "verify_pass", "close"]
+
+
+def _la_frame(rows=LA_CASE_ROWS) -> pd.DataFrame:
+    data = [(rid, created, updated, closed, due, status, "Bulky Items", "Call", "55", "", "",
+             "1 MAIN ST") for rid, created, updated, closed, due, status in rows]
+    return pd.DataFrame(data, columns=LA_COLUMNS)
+
+
+def _by_case(batch: ReplayBatch) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for e in batch.emissions:
+        if e.stream == "case":
+            out.setdefault(e.message.case_id, []).append(e.message)
+    return out
+
+
+def _utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def test_case_events_off_by_default(fmt: ImportFormat) -> None:
+    batch = replay_frame(_la_frame(), fmt)
+    assert {e.stream for e in batch.emissions} == {"hotline"}
+    assert batch.report.case_events == 0 and not batch.report.actions
+
+
+def test_la_rows_drive_the_case_lifecycle(fmt: ImportFormat) -> None:
+    batch = replay_frame(_la_frame(), fmt, cases=True)
+    rep = batch.report
+    assert rep.emitted == len(LA_CASE_ROWS) and not rep.invalid
+    cases = _by_case(batch)
+    seq = {cid: [ev.action for ev in evs] for cid, evs in cases.items()}
+    assert seq == {
+        "H-ONTIME": [*OPENING, "extend", *CLOSING],
+        "H-LATE": [*OPENING, "extend", *CLOSING],
+        "H-CANCEL": [*OPENING, "extend", "void"],
+        "H-REFER": [*OPENING, "void"],
+        "H-OPEN": [*OPENING, "extend"],
+        "H-DUEBEFORE": [*OPENING, *CLOSING],  # due <= created: no extension
+        "H-BACKWARDS": [*OPENING, *CLOSING],
+        "H-ODD": [*OPENING, "extend"],  # unknown status: open
+    }
+    ontime = cases["H-ONTIME"]
+    assert {ev.occurred_at for ev in ontime[:4]} == {_utc("2018-01-02T09:00:00-08:00")}
+    assert ontime[3].deadline == _utc("2018-01-04T00:00:00-08:00")
+    assert {ev.occurred_at for ev in ontime[4:]} == {_utc("2018-01-03T10:00:00-08:00")}
+    assert all(ev.deadline is None for ev in ontime if ev.action != "extend")
+    # void at closed, else updated (REFER has no ClosedDate)
+    assert cases["H-CANCEL"][-1].occurred_at == _utc("2018-01-02T14:00:00-08:00")
+    assert cases["H-REFER"][-1].occurred_at == _utc("2018-01-02T11:00:00-08:00")
+    # a close before creation is moved to the creation time
+    assert cases["H-BACKWARDS"][-1].occurred_at == _utc("2018-01-02T12:00:00-08:00")
+    assert rep.actions == Counter({"register": 8, "dispatch": 8, "acknowledge": 8,
+                                   "extend": 5, "handle": 4, "verify_pass": 4, "close": 4,
+                                   "void": 2})  # fmt: skip
+    assert rep.case_events == sum(rep.actions.values()) == len(batch.emissions) - rep.emitted
+    assert rep.statuses == Counter({"Closed -> closed": 4, "Cancelled -> cancelled": 1,
+                                    "Referred Out -> referred": 1, "Open -> open": 1,
+                                    "Pending -> open (unknown)": 1})  # fmt: skip
+    assert rep.due_not_after_created == 1 and rep.end_before_created == 1
+    assert rep.unknown_statuses == Counter({"Pending": 1})
+    text = report_text(rep)
+    assert "case events 43" in text and "'Cancelled -> cancelled' 1" in text
+
+
+def test_case_events_are_keyed_ordered_and_deterministic(fmt: ImportFormat) -> None:
+    a = replay_frame(_la_frame(), fmt, cases=True)
+    b = replay_frame(_la_frame(), fmt, cases=True)
+    assert [e.payload for e in a.emissions] == [e.payload for e in b.emissions]
+    instants = [e.record_ts.timestamp() for e in a.emissions]
+    assert instants == sorted(instants)
+    ids = set()
+    for e in a.emissions:
+        if e.stream != "case":
+            continue
+        ev = decode("case", e.payload)
+        assert ev == e.message and e.key == ev.case_id.encode()
+        assert e.record_ts == ev.occurred_at
+        rid = ev.case_id.removeprefix("H-")
+        assert ev.event_id == f"la311:{rid}:{ev.action}"
+        ids.add(ev.event_id)
+    assert len(ids) == a.report.case_events
+    # per row, the request precedes its case events at the same instant
+    first = a.emissions[0]
+    assert first.stream == "hotline" and first.message.request_id == "ONTIME"
+
+
+def _lifecycle(batch: ReplayBatch) -> dict[str, tuple]:
+    """Each case through the real state machine, opened like the worker opens it."""
+    out = {}
+    for e in batch.emissions:
+        if e.stream != "hotline":
+            continue
+        msg = e.message
+        cid = f"H-{msg.request_id}"
+        events = [CaseInput(cid, "accept", msg.occurred_at, source="hotline", event_id="open")]
+        events += [from_case_event(ev) for ev in _by_case(batch).get(cid, [])]
+        state, illegal = replay_case(events)
+        assert illegal == [], illegal
+        assert state is not None
+        out[cid] = (state.stage, state.closed_at, state.stage_deadline)
+    return out
+
+
+def test_la_case_events_are_all_legal(fmt: ImportFormat) -> None:
+    states = _lifecycle(replay_frame(_la_frame(), fmt, cases=True))
+    assert {cid: s[0] for cid, s in states.items()} == {
+        "H-ONTIME": "closed", "H-LATE": "closed", "H-CANCEL": "voided", "H-REFER": "voided",
+        "H-OPEN": "acknowledged", "H-DUEBEFORE": "closed", "H-BACKWARDS": "closed",
+        "H-ODD": "acknowledged",
+    }  # fmt: skip
+    assert states["H-OPEN"][2] == _utc("2018-01-08T00:00:00-08:00")  # the handling deadline
+    assert states["H-BACKWARDS"][1] == _utc("2018-01-02T12:00:00-08:00")
+
+
+# expected per city fixture: case -> (actions, stage after the state machine, due or None)
+CITY_CASES = {
+    "nyc311": {
+        "H-90000001": ([*OPENING, "extend", *CLOSING], "closed", "2018-01-02T17:00:00-05:00"),
+        "H-90000002": ([*OPENING, "extend", *CLOSING], "closed", "2018-01-05T10:00:00-05:00"),
+        "H-90000003": ([*OPENING, "extend"], "acknowledged", "2018-01-17T08:15:00-05:00"),
+        "H-90000004": ([*OPENING, *CLOSING], "closed", None),  # due == created: ignored
+        "H-90000005": (OPENING, "acknowledged", None),  # Assigned: still open
+    },
+    "boston311": {
+        "H-101005000001": ([*OPENING, "extend", *CLOSING], "closed", "2024-01-03T08:30:00-05:00"),
+        "H-101005000002": ([*OPENING, "extend", *CLOSING], "closed", "2024-01-04T09:00:00-05:00"),
+        "H-101005000003": ([*OPENING, "extend"], "acknowledged", "2024-01-05T11:20:00-05:00"),
+        "H-101005000004": ([*OPENING, *CLOSING], "closed", None),  # no sla_target_dt
+    },
+    "baltimore311": {
+        "H-23-00000001": ([*OPENING, "extend", *CLOSING], "closed", "2023-01-10T14:00:00+00:00"),
+        "H-23-00000002": ([*OPENING, "extend", "void"], "voided", "2023-01-06T15:00:00+00:00"),
+        "H-23-00000003": ([*OPENING, "void"], "voided", None),  # transferred, no CloseDate
+        "H-23-00000004": ([*OPENING, "extend"], "acknowledged", "2023-01-19T08:00:00+00:00"),
+        "H-23-00000005": ([*OPENING, "extend", *CLOSING], "closed", "2023-01-13T08:00:00+00:00"),
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(CITY_CASES))
+def test_other_city_exports_map_declaratively(name: str) -> None:
+    fmt = load_format(name)
+    batch = read_export(FIXTURES / f"{name}_sample.csv", fmt, cases=True)
+    rep = batch.report
+    assert not rep.invalid and not rep.unknown_categories and not rep.unknown_statuses
+    assert not rep.bad_times
+    cases = _by_case(batch)
+    states = _lifecycle(batch)
+    want = CITY_CASES[name]
+    assert set(cases) == set(want) == set(states)
+    for cid, (actions, stage, due) in want.items():
+        evs = cases[cid]
+        assert [ev.action for ev in evs] == actions, cid
+        assert all(ev.event_id == f"{name}:{cid[2:]}:{ev.action}" for ev in evs)
+        deadlines = [ev.deadline for ev in evs if ev.action == "extend"]
+        assert deadlines == ([_utc(due)] if due else []), cid
+        assert states[cid][0] == stage, cid
+
+
+def test_baltimore_void_times_and_per_column_format() -> None:
+    fmt = load_format("baltimore311")
+    assert fmt.time_format("due") == "%Y/%m/%d %H:%M:%S"
+    assert fmt.time_format("closed") == fmt.datetime_format
+    cases = _by_case(read_export(FIXTURES / "baltimore311_sample.csv", fmt, cases=True))
+    assert cases["H-23-00000002"][-1].occurred_at == _utc("2023-01-04T10:00:00+00:00")
+    assert cases["H-23-00000003"][-1].occurred_at == _utc("2023-01-04T11:00:00+00:00")
+    assert {"duplicate", "transferred", "cancelled", "referred"} == VOID_LIKE
+
+
+def test_unparseable_optional_times_are_counted(fmt: ImportFormat) -> None:
+    rows = [("X1", "01/02/2018 09:00:00 AM", "soon", "", "someday", "Closed")]
+    batch = replay_frame(_la_frame(rows), fmt, cases=True)
+    rep = batch.report
+    assert rep.bad_times == Counter({"updated": 1, "due": 1}) and rep.no_end_time == 1
+    assert [ev.action for ev in _by_case(batch)["H-X1"]] == OPENING
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"due": "%d"}, "round-trip"),
+        ({"caller": "%Y"}, "datetime_formats"),
+    ],
+)
+def test_per_column_datetime_formats_are_validated(overrides, message: str) -> None:
+    data = yaml.safe_load((FORMATS_DIR / "la311.yaml").read_text())
+    data["datetime_formats"] = overrides
+    with pytest.raises(ValidationError, match=message):
+        ImportFormat.model_validate(data)
+
+
+def test_per_column_format_needs_its_column() -> None:
+    data = yaml.safe_load((FORMATS_DIR / "la311.yaml").read_text())
+    data["columns"]["due"] = None
+    data["datetime_formats"] = {"due": "%Y-%m-%d %H:%M:%S"}
+    with pytest.raises(ValidationError, match="columns.due"):
+        ImportFormat.model_validate(data)
