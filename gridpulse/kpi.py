@@ -18,6 +18,8 @@ def _rows(settings: Settings, sql: str) -> list[list[str]]:
 
 
 def _pct(value: str) -> str:
+    if value in ("", "None", "nan", "\\N"):
+        return "-"
     try:
         p = kpis.percent(float(value))
     except ValueError:

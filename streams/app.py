@@ -128,8 +128,8 @@ class Runtime:
             return
         topic = self.settings.topics.case
         futures = [
-            await self.app.producer.send(topic, case_id.encode(), payload, None, None, None)
-            for case_id, payload in opened
+            await self.app.producer.send(topic, case_id.encode(), payload, None, record_s, None)
+            for case_id, payload, record_s in opened
         ]
         await asyncio.gather(*futures)
 

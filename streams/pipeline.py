@@ -134,8 +134,9 @@ def schema_settings(settings: Settings) -> schema.Settings:
 
 def opening_event(
     row: dict[str, Any], topic: str, partition: int, offset: int
-) -> tuple[str, bytes]:
-    """The ``accept`` (case id, wire JSON of a ``CaseEvent``) a report or request implies.
+) -> tuple[str, bytes, float]:
+    """The ``accept`` (case id, wire JSON of a ``CaseEvent``, record time) a report or
+    request implies; it is stamped with the source record's time (when the case arrived).
     Its id is fixed by the source record, so a redelivered report re-sends the same event,
     which the case agent records as a duplicate. Built as JSON directly: the row is already
     validated, and this is on the ingest hot path."""
@@ -149,7 +150,7 @@ def opening_event(
     }  # fmt: skip
     if row["grid_code"] != UNLOCATED:
         doc["grid"] = row["grid_code"]
-    return case_id, json.dumps(doc, ensure_ascii=False).encode()
+    return case_id, json.dumps(doc, ensure_ascii=False).encode(), row["record_time"]
 
 
 @dataclass
@@ -160,7 +161,7 @@ class Batch:
     frames: dict[str, pd.DataFrame]
     dead: list[tuple]  # dead-letter rows, also sent to the dead-letter topic
     messages: int
-    opened: list[tuple[str, bytes]]  # (case id, accept event) for cases these reports open
+    opened: list[tuple[str, bytes, float]]  # (case id, accept event, record time)
 
 
 class Normalizer:
@@ -181,7 +182,7 @@ class Normalizer:
 
     def batch(self, messages: Iterable[Message], now: float | None = None) -> Batch:
         events: list[tuple] = []
-        opened: list[tuple[str, bytes]] = []
+        opened: list[tuple[str, bytes, float]] = []
         dead: list[tuple] = []
         last: dict[tuple[str, int], int] = {}
         n = 0

@@ -148,8 +148,10 @@ def test_opening_event_is_a_valid_case_event():
     from streams.pipeline import opening_event
 
     row = {"source": "inspector", "ref_id": "r9", "event_time": NOW.timestamp(),
+           "record_time": NOW.timestamp() + 3,
            "subcategory": "sanitation.overflowing_bin", "grid_code": UNLOCATED}
-    case_id, payload = opening_event(row, "t", 2, 7)
+    case_id, payload, record_s = opening_event(row, "t", 2, 7)
+    assert record_s == NOW.timestamp() + 3
     ev = decode("case", payload)
     assert (case_id, ev.case_id, ev.action, ev.source) == ("I-r9", "I-r9", "accept", "inspector")
     assert ev.grid is None and ev.occurred_at == NOW and ev.event_id == "open:t:2:7"
