@@ -184,7 +184,6 @@ class SimConfig(BaseModel):
     case_fraction: float = Field(default=0.3, ge=0, le=1)
     case_step_minutes: tuple[float, float] = (2.0, 90.0)
     case_verify_fail: float = Field(default=0.1, ge=0, le=1)
-    case_deadline_hours: float = 24.0
     case_ratings: dict[str, float] = {
         "satisfied": 0.7, "basically_satisfied": 0.2, "dissatisfied": 0.1,
     }  # fmt: skip
