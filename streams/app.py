@@ -50,6 +50,15 @@ def rss_mb() -> float:
     return 0.0
 
 
+def to_messages(events: list[Any]) -> list[Message]:
+    """What the pipeline needs of Faust events: source position, record time, bytes."""
+    return [
+        Message(e.message.topic, e.message.partition, e.message.offset,
+                e.message.timestamp, e.message.value)
+        for e in events
+    ]  # fmt: skip
+
+
 def chunk_by_bytes(msgs: list[Message], max_bytes: int) -> list[list[Message]]:
     """Consecutive chunks of at most ``max_bytes`` of payload (at least one message each):
     a batch of large sensor envelopes becomes several checkpoints written in order, so the
@@ -95,11 +104,7 @@ class Runtime:
 
     async def handle(self, events: list[Any], lane: str = "events") -> None:
         t0 = time.perf_counter()
-        msgs = [
-            Message(e.message.topic, e.message.partition, e.message.offset,
-                    e.message.timestamp, e.message.value)
-            for e in events
-        ]  # fmt: skip
+        msgs = to_messages(events)
         for chunk in chunk_by_bytes(msgs, self.settings.sink.max_batch_bytes):
             await self._handle_chunk(chunk, lane)
         self.last_batch_ms = (time.perf_counter() - t0) * 1000
@@ -319,11 +324,7 @@ def create_app(settings: Settings, backend: _Blocking) -> tuple[faust.App, Runti
         async for events in stream.noack_take(
             settings.sink.batch_max, within=settings.sink.batch_seconds
         ):
-            msgs = [
-                Message(e.message.topic, e.message.partition, e.message.offset,
-                        e.message.timestamp, e.message.value)
-                for e in events
-            ]  # fmt: skip
+            msgs = to_messages(events)
             dead = await cases.handle(msgs)
             await runtime._dead_letter(dead)
             for m in msgs:

@@ -25,9 +25,9 @@ from sinks.clickhouse import schema
 from streams.cases import CaseInput, CaseState, from_case_event
 from streams.casework import CaseBook, SlaAlert
 from streams.events import Rejection, decode
-from streams.normalize import CASE_COLUMNS, DEAD_LETTER_COLUMNS, Rules, Source, dead_row
+from streams.normalize import CASE_COLUMNS, Source, dead_row
 from streams.normalize import normalize_case as validate_case
-from streams.pipeline import RAW_DEAD_COLUMNS, Message, _stamp
+from streams.pipeline import RAW_DEAD_COLUMNS, Message, _stamp, dead_letter_frame, rules_from
 
 log = logging.getLogger("gridpulse.cases")
 
@@ -77,11 +77,7 @@ class CaseRuntime:
             backend, case_tables(),
             RetryPolicy(settings.sink.retry_initial_seconds, settings.sink.retry_max_seconds),
         )  # fmt: skip
-        self.rules = Rules(
-            max_future_skew_s=settings.window.max_future_skew_seconds,
-            max_age_s=settings.window.max_age_days * 86_400,
-            caller_salt=b"",
-        )
+        self.rules = rules_from(settings)
         self.loaded: set[tuple[str, int]] = set()
         self.cases_of: dict[tuple[str, int], set[str]] = {}
         self.partition_of: dict[str, int] = {}
@@ -180,14 +176,9 @@ class CaseRuntime:
         self.stats["events"] += len(msgs)
         self.stats["dead"] += len(dead)
         now = time.time()
-        dead_frame = pd.DataFrame(dead, columns=DEAD_LETTER_COLUMNS)
-        if len(dead_frame):
-            dead_frame["payload"] = [
-                p.decode("utf-8", "backslashreplace") for p in dead_frame["payload"]
-            ]
         frames = {
             "cases": pd.DataFrame(rows, columns=[*CASE_COLUMNS, *OUTCOME_COLUMNS]),
-            "dead": dead_frame,
+            "dead": dead_letter_frame(dead),
             "state": self.snapshots(now),
         }
         await self.sink.write(Checkpoint(last, int(now)), frames)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -153,6 +153,23 @@ def opening_event(
     return case_id, json.dumps(doc, ensure_ascii=False).encode(), row["record_time"]
 
 
+def rules_from(settings: Settings) -> Rules:
+    """The validation limits of ``settings`` (one place for every agent that validates)."""
+    return Rules(
+        max_future_skew_s=settings.window.max_future_skew_seconds,
+        max_age_s=settings.window.max_age_days * 86_400,
+        caller_salt=settings.caller_salt.get_secret_value().encode(),
+    )
+
+
+def dead_letter_frame(dead: list[tuple]) -> pd.DataFrame:
+    """Dead-letter rows as the table takes them: payload as text (the topic keeps bytes)."""
+    frame = pd.DataFrame(dead, columns=DEAD_LETTER_COLUMNS)
+    if len(frame):
+        frame["payload"] = [p.decode("utf-8", "backslashreplace") for p in frame["payload"]]
+    return frame
+
+
 @dataclass
 class Batch:
     """A normalized consumer batch, ready for ``BatchSink.write``."""
@@ -173,12 +190,7 @@ class Normalizer:
         self._needs: dict[str, bool] = {}
         t = settings.topics
         self.stream_of = {t.inspector: "inspector", t.sensor: "sensor", t.hotline: "hotline"}
-        self.rules = Rules(
-            max_future_skew_s=settings.window.max_future_skew_seconds,
-            max_age_s=settings.window.max_age_days * 86_400,
-            caller_salt=settings.caller_salt.get_secret_value().encode(),
-            defer_locate=True,
-        )
+        self.rules = replace(rules_from(settings), defer_locate=True)
 
     def batch(self, messages: Iterable[Message], now: float | None = None) -> Batch:
         events: list[tuple] = []
@@ -200,14 +212,9 @@ class Normalizer:
             if row[_SOURCE] in CASE_SOURCES and self.needs_case(row[_SUBCATEGORY]):
                 opened.append(opening_event(dict(zip(EVENT_COLUMNS, row, strict=True)),
                                             row[_TOPIC], row[_PARTITION], row[_OFFSET]))
-        dead_frame = pd.DataFrame(dead, columns=DEAD_LETTER_COLUMNS)
-        if len(dead_frame):
-            dead_frame["payload"] = [
-                p.decode("utf-8", "backslashreplace") for p in dead_frame["payload"]
-            ]
         frames = {
             "events": pd.DataFrame(events, columns=EVENT_COLUMNS),
-            "dead": dead_frame,
+            "dead": dead_letter_frame(dead),
         }
         ingested = int(now if now is not None else time.time())
         return Batch(Checkpoint(last, ingested), frames, dead, n, opened)
