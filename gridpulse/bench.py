@@ -812,9 +812,10 @@ def faust_bare_main(argv: list[str]) -> None:
     p.add_argument("--partitions", type=int, default=4)
     a = p.parse_args(argv)
 
-    import faust
     from faust.web import Request, Response, View
     from faust.worker import Worker
+
+    from streams.transport import App
 
     try:
         import uvloop
@@ -825,8 +826,9 @@ def faust_bare_main(argv: list[str]) -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     w = Settings().worker
-    app = faust.App(
-        a.app_id, broker=a.broker, store="memory://", key_serializer="raw",
+    app = App(
+        a.app_id, fetch_max_wait_ms=w.fetch_max_wait_ms, broker=a.broker, store="memory://",
+        key_serializer="raw",
         value_serializer="raw", web_enabled=True, web_host="127.0.0.1", web_port=a.port,
         web_bind="127.0.0.1", topic_partitions=a.partitions, topic_disable_leader=True,
         broker_session_timeout=w.session_timeout_seconds,

@@ -100,6 +100,9 @@ class WorkerSettings(BaseModel):
     heartbeat_interval_seconds: float = 1.5
     rebalance_timeout_seconds: float = 6.0
     stream_buffer_maxsize: int = Field(20_000, ge=100)
+    # longest a consumer fetch may wait for data (Faust hard-codes 1 500 ms; see
+    # streams/transport.py): bounds how long a fresh record can sit unseen in the broker
+    fetch_max_wait_ms: int = Field(100, ge=0, le=30_000)
 
 
 class SlaSettings(BaseModel):

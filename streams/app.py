@@ -30,6 +30,7 @@ from sinks.base.sink import RetryPolicy, SinkStats
 from sinks.clickhouse.backend import QueryRefused, _Blocking
 from streams.case_agent import CaseRuntime
 from streams.pipeline import Message, Normalizer, build_tables
+from streams.transport import App
 
 log = logging.getLogger("gridpulse.worker")
 
@@ -245,8 +246,9 @@ class Runtime:
 
 def create_app(settings: Settings, backend: _Blocking) -> tuple[faust.App, Runtime]:
     w = settings.worker
-    app = faust.App(
+    app = App(
         w.app_id,
+        fetch_max_wait_ms=w.fetch_max_wait_ms,
         broker=settings.broker,
         store="memory://",
         key_serializer="raw",
