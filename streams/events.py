@@ -23,8 +23,12 @@ from pydantic import (
 
 SCHEMA_VERSION = 1
 
-Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
-Id = Annotated[str, Field(min_length=1, max_length=128)]
+# limits shared with the plain-dict fast path of ``streams.normalize`` (one source of truth)
+CODE_PATTERN = r"^[A-Za-z0-9_.\-]+$"
+CODE_MAX, ID_MAX, UNIT_MAX, MAX_READINGS = 64, 128, 32, 100_000
+
+Code = Annotated[str, Field(min_length=1, max_length=CODE_MAX, pattern=CODE_PATTERN)]
+Id = Annotated[str, Field(min_length=1, max_length=ID_MAX)]
 
 
 class _Wire(BaseModel):
@@ -62,7 +66,7 @@ class SensorReading(_Wire):
     sensor_id: Id
     kind: Code
     value: float
-    unit: str = Field(max_length=32)
+    unit: str = Field(max_length=UNIT_MAX)
 
     @field_validator("value")
     @classmethod
@@ -78,7 +82,7 @@ class SensorEnvelope(_Wire):
     type: Literal["sensor.envelope"] = "sensor.envelope"
     gateway_id: Id
     sent_at: AwareDatetime
-    readings: list[SensorReading] = Field(min_length=1, max_length=100_000)
+    readings: list[SensorReading] = Field(min_length=1, max_length=MAX_READINGS)
 
 
 Channel = Literal["phone", "app", "web", "wechat", "sms", "email", "walk_in", "other"]
@@ -103,7 +107,7 @@ class HotlineRequest(_Wire):
 CaseAction = Literal[
     "accept", "register", "reject", "dispatch", "acknowledge", "handle", "verify_pass",
     "verify_fail", "close", "extend", "pause", "resume", "void", "force_close", "follow_up",
-]
+]  # fmt: skip
 
 
 class CaseEvent(_Wire):

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -37,8 +38,9 @@ RAW_EVENT_COLUMNS = (*EVENT_COLUMNS, "ingested_at", "late")
 CASE_SOURCES = frozenset({"inspector", "hotline"})
 _SOURCE = EVENT_COLUMNS.index("source")
 _SUBCATEGORY = EVENT_COLUMNS.index("subcategory")
-_TOPIC, _PARTITION, _OFFSET = (EVENT_COLUMNS.index(c) for c in
-                               ("src_topic", "src_partition", "src_offset"))
+_TOPIC, _PARTITION, _OFFSET = (
+    EVENT_COLUMNS.index(c) for c in ("src_topic", "src_partition", "src_offset")
+)
 RAW_DEAD_COLUMNS = (*DEAD_LETTER_COLUMNS, "ingested_at")
 COUNT_COLUMNS = ("bucket", *COUNT_KEY, "ledger_topic", "ledger_partition", "n", "offset_span")
 LATE_COLUMNS = ("granularity", *COUNT_COLUMNS)
@@ -170,6 +172,35 @@ def dead_letter_frame(dead: list[tuple]) -> pd.DataFrame:
     return frame
 
 
+_FLOAT_COLUMNS = frozenset({"event_time", "record_time", "value", "lon", "lat"})
+_INT_COLUMNS = frozenset({"src_partition", "src_offset", "src_index"})
+
+
+def events_frame(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
+    """Normalized event rows as a frame with fixed dtypes: float64 and int64 numbers, and
+    text as object columns holding the rows' own ``str`` objects. Letting pandas infer its
+    Arrow-backed string dtype instead converts every text cell, which costs more than it
+    saves in counting and inserting (measured on simulator checkpoints)."""
+    if not rows:
+        return pd.DataFrame(columns=EVENT_COLUMNS)
+    width = len(EVENT_COLUMNS)
+    if set(map(len, rows)) != {width}:
+        raise ValueError(f"event rows must have {width} values")
+    # one flat pass over the cells: faster than np.array(rows), which inspects each row
+    flat = chain.from_iterable(rows)
+    cells = np.fromiter(flat, dtype=object, count=len(rows) * width).reshape(-1, width)
+    data: dict[str, Any] = {}
+    for i, name in enumerate(EVENT_COLUMNS):
+        column = cells[:, i]
+        if name in _FLOAT_COLUMNS:
+            data[name] = column.astype(np.float64)
+        elif name in _INT_COLUMNS:
+            data[name] = column.astype(np.int64)
+        else:
+            data[name] = pd.Series(column, dtype=object, copy=False)
+    return pd.DataFrame(data, copy=False)
+
+
 @dataclass
 class Batch:
     """A normalized consumer batch, ready for ``BatchSink.write``."""
@@ -210,10 +241,10 @@ class Normalizer:
         locate_pending(self.city, events)
         for row in events:
             if row[_SOURCE] in CASE_SOURCES and self.needs_case(row[_SUBCATEGORY]):
-                opened.append(opening_event(dict(zip(EVENT_COLUMNS, row, strict=True)),
-                                            row[_TOPIC], row[_PARTITION], row[_OFFSET]))
+                doc = dict(zip(EVENT_COLUMNS, row, strict=True))
+                opened.append(opening_event(doc, row[_TOPIC], row[_PARTITION], row[_OFFSET]))
         frames = {
-            "events": pd.DataFrame(events, columns=EVENT_COLUMNS),
+            "events": events_frame(events),
             "dead": dead_letter_frame(dead),
         }
         ingested = int(now if now is not None else time.time())
