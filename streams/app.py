@@ -29,7 +29,7 @@ from sinks.base import BatchSink, SinkStopped
 from sinks.base.sink import RetryPolicy, SinkStats
 from sinks.clickhouse.backend import QueryRefused, _Blocking
 from streams.case_agent import CaseRuntime
-from streams.pipeline import Message, Normalizer, build_tables
+from streams.pipeline import Message, Normalizer, build_tables, case_envelopes
 from streams.transport import App
 
 log = logging.getLogger("gridpulse.worker")
@@ -128,14 +128,15 @@ class Runtime:
         self.history.append((stored, self.messages, self.events))
 
     async def _open_cases(self, opened: list[Any]) -> None:
-        """Each report/request needing handling opens a case on the case topic (keyed by
-        case id, so the case agent that owns it sees all its events)."""
+        """Each report/request needing handling opens a case: its ``accept`` goes to the case
+        topic in one envelope per partition (the partition its case id hashes to, so the
+        case agent that owns the case sees all its events)."""
         if not opened:
             return
         topic = self.settings.topics.case
         futures = [
-            await self.app.producer.send(topic, case_id.encode(), payload, None, record_s, None)
-            for case_id, payload, record_s in opened
+            await self.app.producer.send(topic, None, payload, part, record_s, None)
+            for part, payload, record_s in case_envelopes(opened, self.settings.topics.partitions)
         ]
         await asyncio.gather(*futures)
 

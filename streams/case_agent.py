@@ -24,7 +24,7 @@ from sinks.base.sink import RetryPolicy
 from sinks.clickhouse import schema
 from streams.cases import CaseInput, CaseState, from_case_event
 from streams.casework import CaseBook, SlaAlert
-from streams.events import Rejection, decode
+from streams.events import CaseEnvelope, CaseEvent, Rejection, decode
 from streams.normalize import CASE_COLUMNS, Source, dead_row
 from streams.normalize import normalize_case as validate_case
 from streams.pipeline import RAW_DEAD_COLUMNS, Message, _stamp, dead_letter_frame, rules_from
@@ -160,16 +160,15 @@ class CaseRuntime:
             src = Source(m.topic, m.partition, m.offset, m.timestamp_s)
             try:
                 msg = decode("case", m.value)
-                row = validate_case(self.city, msg, src, self.rules)
             except Rejection as rej:
                 rej.index = None
                 dead.append(dead_row(src, rej, m.value))
                 continue
-            out = self.book.admit(from_case_event(msg, source=msg.source))
-            self.stats[out.outcome] += 1
-            rows.append((*row, out.outcome, out.code, out.reason, out.stage_after))
-            self.cases_of.setdefault((m.topic, m.partition), set()).add(msg.case_id)
-            self.partition_of[msg.case_id] = m.partition
+            if isinstance(msg, CaseEnvelope):
+                for i, ev in enumerate(msg.events):
+                    self._apply(ev, src, i, rows, dead, None)
+            else:
+                self._apply(msg, src, None, rows, dead, m.value)
         for m in msgs:
             if m.offset >= self.processed.get(m.partition, (-1, 0.0))[0]:
                 self.processed[m.partition] = (m.offset, m.timestamp_s)
@@ -183,6 +182,25 @@ class CaseRuntime:
         }
         await self.sink.write(Checkpoint(last, int(now)), frames)
         return dead
+
+    def _apply(
+        self, ev: CaseEvent, src: Source, index: int | None, rows: list[tuple],
+        dead: list[tuple], payload: bytes | None,
+    ) -> None:  # fmt: skip
+        """Validate one case event and admit it to the book, or dead-letter it (``index``:
+        its place in a ``CaseEnvelope``, None for a message of its own, whose bytes are
+        ``payload``; an envelope's event is dead-lettered as its own JSON)."""
+        try:
+            row = validate_case(self.city, ev, src, self.rules, index or 0)
+        except Rejection as rej:
+            rej.index = index
+            dead.append(dead_row(src, rej, payload or ev.model_dump_json().encode()))
+            return
+        out = self.book.admit(from_case_event(ev, source=ev.source))
+        self.stats[out.outcome] += 1
+        rows.append((*row, out.outcome, out.code, out.reason, out.stage_after))
+        self.cases_of.setdefault((src.topic, src.partition), set()).add(ev.case_id)
+        self.partition_of[ev.case_id] = src.partition
 
     def snapshots(self, now: float) -> pd.DataFrame:
         """One row per case changed since the last batch (ReplacingMergeTree by version)."""

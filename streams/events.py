@@ -129,8 +129,19 @@ class CaseEvent(_Wire):
     note: str = Field(default="", max_length=4000)
 
 
+class CaseEnvelope(_Wire):
+    """Many case events for one case-topic partition in one message. Workers send the
+    ``accept`` events they derive from a checkpoint's reports and requests this way (one
+    message per partition instead of one per case), so opening a case costs the case agent
+    no per-message consumer work; each event keeps its own id, time and case."""
+
+    type: Literal["case.envelope"] = "case.envelope"
+    events: list[CaseEvent] = Field(min_length=1, max_length=MAX_READINGS)
+
+
 IngestMessage = Annotated[
-    SupervisorReport | SensorReading | SensorEnvelope | HotlineRequest | CaseEvent,
+    SupervisorReport | SensorReading | SensorEnvelope | HotlineRequest | CaseEvent
+    | CaseEnvelope,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(IngestMessage)
@@ -140,7 +151,7 @@ STREAM_TYPES: dict[str, frozenset[str]] = {
     "inspector": frozenset({"inspector.report"}),
     "sensor": frozenset({"sensor.reading", "sensor.envelope"}),
     "hotline": frozenset({"hotline.request"}),
-    "case": frozenset({"case.event"}),
+    "case": frozenset({"case.event", "case.envelope"}),
 }
 
 

@@ -283,7 +283,8 @@ def reading_rows(
     return rows, rejected
 
 
-def normalize_case(city: City, msg: CaseEvent, src: Source, rules: Rules) -> tuple:
+def normalize_case(city: City, msg: CaseEvent, src: Source, rules: Rules, index: int = 0) -> tuple:
+    """A validated case-event row; ``index`` is its place in a ``CaseEnvelope``."""
     check_time(msg.occurred_at.timestamp(), src.record_s, rules)
     if msg.grid is not None and msg.grid not in city.grid_paths:
         raise Rejection("unknown_grid", f"grid code {msg.grid!r} is not in city {city.code}")
@@ -294,7 +295,7 @@ def normalize_case(city: City, msg: CaseEvent, src: Source, rules: Rules) -> tup
         msg.occurred_at.timestamp(), src.record_s, msg.event_id, msg.case_id, msg.action,
         msg.grid or "", msg.category or "", msg.unit or "", msg.actor or "", deadline,
         msg.rating or "", msg.note, msg.source or "", int(msg.occurred_at.timestamp() * 1000),
-        src.topic, src.partition, src.offset, 0,
+        src.topic, src.partition, src.offset, index,
     )  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from aiokafka.partitioner import DefaultPartitioner
 
 from gridpulse.city import UNLOCATED, City
 from gridpulse.settings import Settings
@@ -44,6 +45,7 @@ _TOPIC, _PARTITION, _OFFSET = (
 RAW_DEAD_COLUMNS = (*DEAD_LETTER_COLUMNS, "ingested_at")
 COUNT_COLUMNS = ("bucket", *COUNT_KEY, "ledger_topic", "ledger_partition", "n", "offset_span")
 LATE_COLUMNS = ("granularity", *COUNT_COLUMNS)
+_PARTITIONER = DefaultPartitioner()
 _LEDGER_DEFAULTS = {"bucket": 0, "n": 0, **{k: "" for k in COUNT_KEY}}
 
 
@@ -153,6 +155,29 @@ def opening_event(
     if row["grid_code"] != UNLOCATED:
         doc["grid"] = row["grid_code"]
     return case_id, json.dumps(doc, ensure_ascii=False).encode(), row["record_time"]
+
+
+def case_partition(case_id: str, partitions: int) -> int:
+    """The case-topic partition of ``case_id``: the Java/kafka-python/aiokafka default
+    partitioner (murmur2 of the key), so an envelope lands where a case event keyed by its
+    case id lands, and one case agent sees all of a case's events."""
+    return int(_PARTITIONER(case_id.encode(), list(range(partitions)), None))
+
+
+def case_envelopes(
+    opened: list[tuple[str, bytes, float]], partitions: int
+) -> list[tuple[int, bytes, float]]:
+    """The derived ``accept`` events of a checkpoint as one ``CaseEnvelope`` per case-topic
+    partition: (partition, wire JSON, record time). The record time is the latest of its
+    events' source records, so no event is newer than the envelope carrying it."""
+    groups: dict[int, list[tuple[str, bytes, float]]] = {}
+    for item in opened:
+        groups.setdefault(case_partition(item[0], partitions), []).append(item)
+    return [
+        (part, b'{"v":1,"type":"case.envelope","events":[' + b",".join(p for _, p, _ in items)
+         + b"]}", max(r for _, _, r in items))
+        for part, items in sorted(groups.items())
+    ]  # fmt: skip
 
 
 def rules_from(settings: Settings) -> Rules:
