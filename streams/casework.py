@@ -8,7 +8,7 @@ limit's own unit: natural seconds, or seconds of the working clock.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -86,21 +86,35 @@ def resolve(
     return StageClock(c.stage, unit, start + paused, allowed, c.started_at)
 
 
+def iter_stage_timers(
+    state: CaseState, sc: StageClock, policy: SlaPolicy, cal: WorkingCalendar,
+    fired: set[str],
+) -> Iterator[Timer]:  # fmt: skip
+    """The unfired warnings at each configured fraction, the breach and the first escalation,
+    computed lazily and in order of due time (fractions rise, the breach is at 1.0, the
+    escalation after it): the next timer of a clock costs one calendar conversion."""
+    seq = state.stage_seq
+    for i, f in enumerate(policy.warn_at):
+        if _alert_id(state.case_id, sc.stage, seq, "warning", i + 1) not in fired:
+            yield Timer(sc.at_fraction(cal, f).timestamp(), state.case_id, sc.stage, seq,
+                        state.version, "warning", i + 1, f)  # fmt: skip
+    if _alert_id(state.case_id, sc.stage, seq, "breach", BREACH_LEVEL) not in fired:
+        yield Timer(sc.deadline(cal).timestamp(), state.case_id, sc.stage, seq,
+                    state.version, "breach", BREACH_LEVEL, 1.0)  # fmt: skip
+    if _alert_id(state.case_id, sc.stage, seq, "escalation", 1) not in fired:
+        yield escalation(state, sc, policy, cal, 1)
+
+
 def stage_timers(
     state: CaseState, sc: StageClock, policy: SlaPolicy, cal: WorkingCalendar,
     fired: set[str],
 ) -> list[Timer]:  # fmt: skip
     """Warnings at each configured fraction, the breach, and the first escalation."""
-    seq = state.stage_seq
-    out = [
-        Timer(sc.at_fraction(cal, f).timestamp(), state.case_id, sc.stage, seq, state.version,
-              "warning", i + 1, f)  # fmt: skip
-        for i, f in enumerate(policy.warn_at)
-    ]
-    out.append(Timer(sc.deadline(cal).timestamp(), state.case_id, sc.stage, seq,
-                     state.version, "breach", BREACH_LEVEL, 1.0))  # fmt: skip
-    out.append(escalation(state, sc, policy, cal, 1))
-    return [t for t in out if t.alert_id not in fired]
+    return list(iter_stage_timers(state, sc, policy, cal, fired))
+
+
+def _alert_id(case_id: str, stage: str, seq: int, kind: str, level: int) -> str:
+    return Timer.id_of(case_id, stage, seq, kind, level)
 
 
 def escalation(
@@ -200,10 +214,11 @@ class CaseBook:
         if at > sc.deadline(self.cal):
             self.late_stages.setdefault(before.case_id, set()).add(ended.stage)
         end = at.timestamp()
-        for t in stage_timers(before, sc, self.policy, self.cal, self.fired):
-            if t.due <= end:
-                self.fired.add(t.alert_id)
-                self.retro.append((t, before, sc))
+        for t in iter_stage_timers(before, sc, self.policy, self.cal, self.fired):
+            if t.due > end:
+                break  # in due order: the rest are later still
+            self.fired.add(t.alert_id)
+            self.retro.append((t, before, sc))
 
     def _rebuild_case(self, cid: str) -> None:
         """Fold the case's history in event-time order (late events, rebuilds)."""
@@ -253,9 +268,9 @@ class CaseBook:
         firing one schedules the next."""
         sc = self.stage_clock(state)
         if sc is not None:
-            pending = stage_timers(state, sc, self.policy, self.cal, self.fired)
-            if pending:
-                self.queue.push(min(pending))
+            first = next(iter_stage_timers(state, sc, self.policy, self.cal, self.fired), None)
+            if first is not None:
+                self.queue.push(first)
 
     def tick(
         self, now: float, limit: int | None = None,

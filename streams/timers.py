@@ -30,7 +30,12 @@ class Timer:
     @property
     def alert_id(self) -> str:
         """Deterministic: the same warning/breach always gets the same id (dedup key)."""
-        return f"{self.case_id}/{self.stage}#{self.stage_seq}/{self.kind}/{self.level}"
+        return self.id_of(self.case_id, self.stage, self.stage_seq, self.kind, self.level)
+
+    @staticmethod
+    def id_of(case_id: str, stage: str, stage_seq: int, kind: str, level: int) -> str:
+        """The alert id of a timer, without computing its due time."""
+        return f"{case_id}/{stage}#{stage_seq}/{kind}/{level}"
 
 
 class TimerQueue:
