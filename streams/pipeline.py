@@ -24,7 +24,7 @@ from gridpulse.settings import Settings
 from sinks.base import Checkpoint, LedgerKind, SinkTable
 from sinks.base.table import CheckpointInfo
 from sinks.clickhouse import schema
-from streams.aggregate import COUNT_KEY, count_events, windowed
+from streams.aggregate import COUNT_KEY, count_events, key_groups, windowed
 from streams.normalize import (
     DEAD_LETTER_COLUMNS,
     EVENT_COLUMNS,
@@ -83,7 +83,11 @@ def _count_once(
     key = (window.name, id(frame))
     hit = info.memo.get(key)
     if hit is None:
-        hit = info.memo[key] = (frame, count_events(frame, window, tz, grace_s))
+        groups = info.memo.get(("groups", id(frame)))
+        if groups is None:
+            groups = info.memo[("groups", id(frame))] = (frame, key_groups(frame))
+        counts = count_events(frame, window, tz, grace_s, groups[1])
+        hit = info.memo[key] = (frame, counts)
     return hit[1]
 
 
