@@ -257,12 +257,15 @@ class Normalizer:
         opened: list[tuple[str, bytes, float]] = []
         dead: list[tuple] = []
         last: dict[tuple[str, int], int] = {}
+        first: dict[tuple[str, int], int] = {}
         n = 0
         for m in messages:
             n += 1
             tp = (m.topic, m.partition)
             if m.offset > last.get(tp, -1):
                 last[tp] = m.offset
+            if m.offset < first.get(tp, m.offset + 1):
+                first[tp] = m.offset
             src = Source(m.topic, m.partition, m.offset, m.timestamp_s)
             out = normalize_message(self.city, self.stream_of[m.topic], m.value, src, self.rules)
             events.extend(out.events)
@@ -277,7 +280,7 @@ class Normalizer:
             "dead": dead_letter_frame(dead),
         }
         ingested = int(now if now is not None else time.time())
-        return Batch(Checkpoint(last, ingested), frames, dead, n, opened)
+        return Batch(Checkpoint(last, ingested, first), frames, dead, n, opened)
 
     def needs_case(self, subcategory: str) -> bool:
         """A report or request needs handling when its category has a registration limit."""

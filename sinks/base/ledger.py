@@ -34,9 +34,18 @@ class Ledger(dict[TP, int]):
         return self.get(tp, 0)
 
 
-def keep_after(frame: pd.DataFrame, ledger: Ledger) -> pd.DataFrame:
-    """Rows of ``frame`` whose source offset the table does not hold yet."""
+def keep_after(
+    frame: pd.DataFrame, ledger: Ledger, first_offsets: Mapping[TP, int] | None = None
+) -> pd.DataFrame:
+    """Rows of ``frame`` whose source offset the table does not hold yet.
+
+    ``first_offsets`` (each source tp's smallest offset in the frame, when the caller knows
+    them) settles the usual case without looking at rows: nothing was stored before."""
     if frame.empty or not ledger:
+        return frame
+    if first_offsets is not None and all(
+        first >= ledger.next_offset(tp) for tp, first in first_offsets.items()
+    ):
         return frame
     need = np.zeros(len(frame), dtype=np.int64)
     topics = frame["src_topic"].to_numpy()

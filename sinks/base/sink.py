@@ -36,6 +36,9 @@ class Checkpoint:
 
     last_offsets: Mapping[TP, int]
     ingested_at: int
+    # per topic-partition, the first offset read (lets the sink skip the per-row ledger
+    # filter when nothing of the checkpoint is stored yet); None when unknown
+    first_offsets: Mapping[TP, int] | None = None
 
 
 @dataclass
@@ -133,7 +136,7 @@ class BatchSink:
         self, table: SinkTable, checkpoint: Checkpoint, frame: pd.DataFrame,
         ledger: Ledger, info: CheckpointInfo,
     ) -> pd.DataFrame:  # fmt: skip
-        fresh = keep_after(frame, ledger)
+        fresh = keep_after(frame, ledger, checkpoint.first_offsets)
         dropped = len(frame) - len(fresh)
         if dropped:
             self.stats.dropped_redelivered[table.name] = (
@@ -143,11 +146,16 @@ class BatchSink:
         if table.ledger is LedgerKind.SPAN:
             spans = span_rows(checkpoint.last_offsets, ledger)
             if spans:
-                marks = pd.DataFrame(
-                    [{**table.ledger_row_defaults, "ledger_topic": t, "ledger_partition": p,
-                      "offset_span": s} for t, p, s in spans]  # fmt: skip
-                )
+                k = len(spans)
+                marks = pd.DataFrame({
+                    **{c: [v] * k for c, v in table.ledger_row_defaults.items()},
+                    "ledger_topic": [t for t, _, _ in spans],
+                    "ledger_partition": [p for _, p, _ in spans],
+                    "offset_span": [s for _, _, s in spans],
+                })  # fmt: skip
                 rows = marks if rows.empty else pd.concat([rows, marks], ignore_index=True)
+        if list(rows.columns) == list(table.columns):
+            return rows
         return rows.reindex(columns=list(table.columns))
 
     async def _write_table(

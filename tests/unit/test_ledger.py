@@ -13,6 +13,16 @@ def test_keep_after_drops_offsets_the_table_holds():
     assert kept.values.tolist() == [["a", 0, 6], ["b", 0, 0]]
 
 
+def test_first_offsets_settle_fresh_checkpoints_and_agree_with_the_row_filter():
+    f = frame([("a", 0, 5), ("a", 0, 6), ("a", 1, 2), ("b", 0, 0)])
+    first = {("a", 0): 5, ("a", 1): 2, ("b", 0): 0}
+    fresh = Ledger({("a", 0): 5, ("a", 1): 1})
+    assert keep_after(f, fresh, first) is f  # nothing stored yet: no row is looked at
+    for ledger in (Ledger({("a", 0): 6, ("a", 1): 3}), Ledger({("b", 0): 1}), fresh):
+        assert keep_after(f, ledger, first).values.tolist() == \
+            keep_after(f, ledger).values.tolist()
+
+
 def test_span_rows_sum_to_next_offset():
     ledger = Ledger()
     total: dict = {}
