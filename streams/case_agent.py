@@ -240,8 +240,13 @@ class CaseRuntime:
                 await self.ensure_loaded(missing)
             except Exception as exc:  # noqa: BLE001 - the store is down: next tick
                 log.warning("cases: rebuilding %s failed, retry next tick: %s", missing, exc)
-        due = self.book.tick(now, self.settings.sla.max_alerts_per_tick,
-                             clock_of=lambda cid: self.clock_of(cid, now))  # fmt: skip
+        # each partition's clock once per tick (not once per due timer)
+        clocks = {part: self.partition_clock(part, now) for _, part in self.loaded}
+        due = self.book.tick(
+            now, self.settings.sla.max_alerts_per_tick,
+            clock_of=lambda cid: clocks.get(self.partition_of.get(cid, -1), now),
+            horizon=max(clocks.values(), default=now),
+        )  # fmt: skip
         if not due:
             return []
         alerts = [self.book.alert(t, s, sc, now) for t, s, sc in due]
@@ -255,12 +260,9 @@ class CaseRuntime:
         self.stats["alerts"] += len(alerts)
         return alerts
 
-    def clock_of(self, case_id: str, now: float) -> float:
+    def partition_clock(self, part: int, now: float) -> float:
         """A caught-up partition is complete until now; one with a backlog only until the
         record time of the last event read from it."""
-        part = self.partition_of.get(case_id)
-        if part is None:
-            return now
         offset, record_s = self.processed.get(part, (-1, 0.0))
         hw = self.highwater(self.topic, part)
         if hw is not None and offset + 1 >= hw:

@@ -274,15 +274,18 @@ class CaseBook:
 
     def tick(
         self, now: float, limit: int | None = None,
-        clock_of: Callable[[str], float] | None = None,
+        clock_of: Callable[[str], float] | None = None, horizon: float | None = None,
     ) -> list[tuple[Timer, CaseState, StageClock]]:  # fmt: skip
         """Due timers that still match their case's clock; each fires once.
 
         ``clock_of(case_id)`` is how far the case's events are known to be complete: a timer
-        waits until then, so a backlog of unread events cannot cause a false breach."""
+        waits until then, so a backlog of unread events cannot cause a false breach.
+        ``horizon`` (at most ``now``) is the furthest any case's clock has reached: timers
+        after it stay queued instead of being popped and pushed back on every tick."""
         out, self.retro = self.retro, []
         waiting = []
-        for t in self.queue.pop_due(now, limit):
+        upto = now if horizon is None else min(now, horizon)
+        for t in self.queue.pop_due(upto, limit):
             state = self.states.get(t.case_id)
             if state is None or state.version != t.epoch or t.alert_id in self.fired:
                 continue
