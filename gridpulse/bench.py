@@ -109,6 +109,14 @@ def covered(processed: dict[str, int], ends: dict[str, int]) -> bool:
     return all(processed.get(k, -1) >= off for k, off in ends.items())
 
 
+def cases_done(snap: dict[str, Any]) -> bool:
+    """The case agent has applied (or rejected) every case the ingest opened: opening
+    cases is part of the pipeline's work, so a rate must not stop the clock before it."""
+    c = snap.get("cases") or {}
+    seen = sum(int(c.get(k, 0)) for k in ("applied", "illegal", "duplicate", "dead"))
+    return seen >= int(snap.get("cases_opened", 0))
+
+
 def summarize_collapsed(text: str, top: int = 15, only: tuple[str, ...] = ()) -> dict[str, Any]:
     """Hot spots from py-spy ``--format raw`` (collapsed stacks: ``f1;f2;f3 count``).
 
@@ -580,14 +588,16 @@ class Bench:
         try:
             total = sum(w.events for w in wires)
             prog, snap = wait_count(child, t_ready, lambda s: int(s["events"]),
-                                    lambda s: covered(s["processed"], ends), "/stats/",
+                                    lambda s: covered(s["processed"], ends) and cases_done(s),
+                                    "/stats/",
                                     POLL_WORKER_S)  # fmt: skip
             self.say(f"  done: {prog.summary(total)}")
             profile = prof.stop()
             res = {**prog.summary(total), "messages": snap["messages"], "events": snap["events"],
                    "dead_lettered": snap["dead_lettered"], "batches": snap["batches"],
                     "last_batch_ms": snap.get("last_batch_ms"),
-                    "sink_inserts": snap["sink"]["inserts"],
+                    "sink_inserts": snap["sink"]["inserts"], "busy_s": snap.get("busy_s"),
+                   "insert_s": snap.get("clickhouse", {}).get("insert_s"),
                    "rss_mb": snap.get("rss_mb") or rss_mb(child.pid),
                    "sink_failures": snap["sink"]["failures"],
                    "publish_s": pub["publish_s"]}  # fmt: skip

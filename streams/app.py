@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -76,6 +77,35 @@ def chunk_by_bytes(msgs: list[Message], max_bytes: int) -> list[list[Message]]:
     return chunks if chunks[0] else []
 
 
+async def pipelined(
+    stream: faust.StreamT, batch_max: int, within: float,
+    body: Callable[[list[Any]], Awaitable[None]],
+) -> None:  # fmt: skip
+    """Run ``body`` on each ``noack_take`` batch while the next batch is being taken.
+
+    Faust's take buffer does not fill while the agent holds a batch, so storing a batch
+    inline adds its whole store time to every cycle (cycle = take window + store). Here the
+    body runs as a task and the agent goes back to taking at once (cycle = the longer of
+    the two). At most one body runs at a time, in batch order, so offsets are acked in order
+    and the sinks' ledgers see checkpoints in sequence; at most two batches are in memory.
+    A failing body (e.g. ``SinkStopped``) surfaces at the next batch or at the end; its
+    events stay unacked and are redelivered. Backpressure is unchanged: while a store
+    retries, the agent waits for it before taking more, so Faust's buffer fills and pauses
+    fetching."""
+    pending: asyncio.Future[None] | None = None
+    try:
+        async for events in stream.noack_take(batch_max, within=within):
+            batch = list(events)
+            if pending is not None:
+                await pending
+            pending = asyncio.ensure_future(body(batch))
+        if pending is not None:
+            await pending
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+
+
 class Runtime:
     """The agent's state: normalizer, sink, dead-letter producer and live counters."""
 
@@ -95,11 +125,14 @@ class Runtime:
         self.messages = 0
         self.events = 0
         self.dead = 0
+        self.opened = 0  # cases opened (accepts sent to the case topic)
         self.late = 0
         self.batches = 0
         self.processed: dict[tuple[str, int], int] = {}
         self.history: deque[tuple[float, int, int]] = deque(maxlen=120)
         self.last_batch_ms = 0.0
+        # cumulative seconds per step of the agents: where a worker's time goes (/stats/)
+        self.busy: dict[str, float] = {}
         # publish -> stored latency of recent messages (record timestamp to insert acked)
         self.latencies: deque[float] = deque(maxlen=200_000)
 
@@ -110,12 +143,23 @@ class Runtime:
             await self._handle_chunk(chunk, lane)
         self.last_batch_ms = (time.perf_counter() - t0) * 1000
 
+    def spent(self, step: str, since: float) -> float:
+        """Add the time since ``since`` to ``step``'s busy total; returns now."""
+        now = time.perf_counter()
+        self.busy[step] = self.busy.get(step, 0.0) + now - since
+        return now
+
     async def _handle_chunk(self, msgs: list[Message], lane: str) -> None:
         """One checkpoint: normalize, open cases, dead-letter, store in every table."""
+        t = time.perf_counter()
         batch = self.normalizer.batch(msgs)
+        t = self.spent("normalize", t)
         await self._open_cases(batch.opened)
+        t = self.spent("open_cases", t)
         await self._dead_letter(batch.dead)
+        t = self.spent("dead_letter", t)
         await self.sinks[lane].write(batch.checkpoint, batch.frames)
+        self.spent("store", t)
         ev = batch.frames["events"]
         self.messages += batch.messages
         self.events += len(ev)
@@ -133,6 +177,7 @@ class Runtime:
         case agent that owns the case sees all its events)."""
         if not opened:
             return
+        self.opened += len(opened)
         topic = self.settings.topics.case
         futures = [
             await self.app.producer.send(topic, None, payload, part, record_s, None)
@@ -221,6 +266,7 @@ class Runtime:
             "messages": self.messages,
             "events": self.events,
             "dead_lettered": self.dead + (self.cases.stats["dead"] if self.cases else 0),
+            "cases_opened": self.opened,
             "batches": self.batches,
             "messages_per_s": round(msg_rate, 1),
             "events_per_s": round(ev_rate, 1),
@@ -238,9 +284,14 @@ class Runtime:
                     round(time.time() - s.waiting_since, 1) if s.waiting_since else 0
                 ),
             },
-            "clickhouse": {"version": self.backend.version},
+            "clickhouse": {
+                "version": self.backend.version,
+                "insert_s": {k: round(v, 3)
+                             for k, v in sorted(self.backend.insert_seconds.items())},
+            },
             "cases": {**self.cases.stats, "owned": len(self.cases.book.states),
                       "timers": len(self.cases.book.queue)} if self.cases else {},
+            "busy_s": {k: round(v, 3) for k, v in sorted(self.busy.items())},
             "rss_mb": rss_mb(),
         }
 
@@ -274,11 +325,15 @@ def create_app(settings: Settings, backend: _Blocking) -> tuple[faust.App, Runti
     t = settings.topics
 
     async def ingest_lane(stream: faust.StreamT, lane: str, batch_max: int) -> None:
+        async def store(events: list[Any]) -> None:
+            await runtime.handle(events, lane)
+            t = time.perf_counter()
+            for event in events:
+                await stream.ack(event)
+            runtime.spent("ack", t)
+
         try:
-            async for events in stream.noack_take(batch_max, within=settings.sink.batch_seconds):
-                await runtime.handle(list(events), lane)
-                for event in events:
-                    await stream.ack(event)
+            await pipelined(stream, batch_max, settings.sink.batch_seconds, store)
         except SinkStopped as exc:
             log.warning("ingest stopped before its batch was stored (will be redelivered): %s",
                         exc)  # fmt: skip
@@ -324,22 +379,32 @@ def create_app(settings: Settings, backend: _Blocking) -> tuple[faust.App, Runti
     @app.agent(case_topic, concurrency=1)
     async def lifecycle(stream: faust.StreamT) -> None:
         """Case events (and the accepts the ingest agent derives) -> case state."""
-        async for events in stream.noack_take(
-            settings.sink.batch_max, within=settings.sink.batch_seconds
-        ):
+
+        async def apply(events: list[Any]) -> None:
+            t = time.perf_counter()
             msgs = to_messages(events)
             dead = await cases.handle(msgs)
             await runtime._dead_letter(dead)
+            t = runtime.spent("cases", t)
             for m in msgs:
                 runtime.processed[(m.topic, m.partition)] = max(
                     runtime.processed.get((m.topic, m.partition), -1), m.offset)
             for event in events:
                 await stream.ack(event)
+            runtime.spent("cases_ack", t)
+
+        try:
+            await pipelined(stream, settings.sink.batch_max, settings.sink.batch_seconds, apply)
+        except SinkStopped as exc:
+            log.warning("case agent stopped before its batch was stored (will be redelivered): "
+                        "%s", exc)  # fmt: skip
 
     @app.timer(interval=settings.sla.tick_seconds)
     async def sla_clock() -> None:
         """Fire due warnings, breaches and escalations without waiting for new input."""
+        t = time.perf_counter()
         await cases.tick()
+        runtime.spent("sla_tick", t)
 
     @app.on_partitions_revoked.connect
     async def _revoked(app: faust.App, revoked: Any, **kw: Any) -> None:

@@ -48,6 +48,8 @@ class _Blocking:
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
         self.version = ""
+        # seconds spent inside inserts, per table (the worker's /stats/ shows them)
+        self.insert_seconds: dict[str, float] = {}
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -71,7 +73,16 @@ class _Blocking:
 
     # -- async interface -----------------------------------------------------------------
     async def insert(self, table: str, frame: pd.DataFrame) -> None:
-        await self._run(self.insert_sync, table, frame)
+        await self._run(self._timed_insert, table, frame)
+
+    def _timed_insert(self, table: str, frame: pd.DataFrame) -> None:
+        t = time.perf_counter()
+        try:
+            self.insert_sync(table, frame)
+        finally:
+            self.insert_seconds[table] = self.insert_seconds.get(table, 0.0) + (
+                time.perf_counter() - t
+            )
 
     async def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return await self._run(self.rows_sync, sql)
