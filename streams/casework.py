@@ -262,11 +262,11 @@ class CaseBook:
             return None
         return resolve(c, state.category, state.urgent, self.policy, self.cal)
 
-    def _schedule(self, state: CaseState) -> None:
+    def _schedule(self, state: CaseState, sc: StageClock | None = None) -> None:
         """Queue only the case's next unfired warning/breach/first escalation: one heap
         entry per running clock keeps the heap (and memory) proportional to open cases;
         firing one schedules the next."""
-        sc = self.stage_clock(state)
+        sc = sc or self.stage_clock(state)
         if sc is not None:
             first = next(iter_stage_timers(state, sc, self.policy, self.cal, self.fired), None)
             if first is not None:
@@ -292,10 +292,10 @@ class CaseBook:
             if clock_of is not None and t.due > clock_of(t.case_id):
                 waiting.append(t)
                 continue
+            sc = self.stage_clock(state)
+            if sc is None:
+                continue
             if t.kind == "escalation":
-                sc = self.stage_clock(state)
-                if sc is None:
-                    continue
                 # a backlog (e.g. after an outage) jumps to the level ``now`` has reached
                 level = t.level
                 while level < self.policy.max_escalation_level and (
@@ -306,13 +306,10 @@ class CaseBook:
                     t = escalation(state, sc, self.policy, self.cal, level)
                 if level < self.policy.max_escalation_level:
                     self.queue.push(escalation(state, sc, self.policy, self.cal, level + 1))
-            sc = self.stage_clock(state)
-            if sc is None:
-                continue
             self.fired.add(t.alert_id)
             out.append((t, state, sc))
             if t.kind != "escalation":
-                self._schedule(state)  # the clock's next warning, breach or escalation
+                self._schedule(state, sc)  # the clock's next warning, breach or escalation
         self.queue.extend(waiting)
         return out
 
