@@ -563,7 +563,7 @@ class Bench:
             sys.executable, "-m", "gridpulse.bench", "faust-bare",
             "--broker", f"kafka://{self.bootstrap}", "--app-id", f"bare-{prefix}",
             "--topics", ",".join(_topic_map(prefix).values()), "--port", str(port),
-            "--mode", mode, "--batch", str(s.sink.batch_max),
+            "--mode", mode, "--batch", str(s.sink.ingest_batch_max),
             "--within", str(s.sink.batch_seconds), "--partitions", str(self.partitions),
         ]  # fmt: skip
         child = self._spawn(cmd, dict(os.environ), f"faust-bare-{mode}-{prefix}", port)
@@ -636,7 +636,9 @@ class Bench:
                                                                           "n")},
                     "batch_seconds": self.base.sink.batch_seconds, "batches": snap["batches"],
                     "last_batch_ms": snap.get("last_batch_ms"),
-                    "sink_inserts": snap["sink"]["inserts"],
+                    "sink_inserts": snap["sink"]["inserts"], "busy_s": snap.get("busy_s"),
+                    "insert_s": snap.get("clickhouse", {}).get("insert_s"),
+                    "alerts": (snap.get("cases") or {}).get("alerts"),
                     "rss_mb": snap.get("rss_mb")}  # fmt: skip
         finally:
             self._stop(child)
@@ -817,7 +819,7 @@ def faust_bare_main(argv: list[str]) -> None:
     p.add_argument("--topics", required=True)
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--mode", choices=("take", "iter"), default="take")
-    p.add_argument("--batch", type=int, default=20_000)
+    p.add_argument("--batch", type=int, default=2_000)
     p.add_argument("--within", type=float, default=1.0)
     p.add_argument("--partitions", type=int, default=4)
     a = p.parse_args(argv)

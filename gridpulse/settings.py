@@ -38,9 +38,10 @@ class WindowSettings(BaseModel):
 class SinkSettings(BaseModel):
     """Batching, retry and backpressure of the ClickHouse sink."""
 
-    batch_max: int = Field(20_000, ge=1, le=500_000)  # messages per batch (reports, requests)
-    # sensor messages per batch: an envelope holds hundreds of readings, so fewer of them
-    sensor_batch_max: int = Field(2_000, ge=1, le=100_000)
+    # messages per ingest batch (all three streams): a sensor envelope holds hundreds of
+    # readings, so a batch of messages can hold ~1 M rows; checkpoints split it by bytes
+    ingest_batch_max: int = Field(2_000, ge=1, le=100_000)
+    batch_max: int = Field(20_000, ge=1, le=500_000)  # case events per lifecycle batch
     # a batch is written as consecutive checkpoints of at most this much payload, which
     # bounds the rows built in memory at once (~16 MB of envelopes = ~100 k readings)
     max_batch_bytes: int = Field(16 * 1024 * 1024, ge=1024)
