@@ -95,26 +95,14 @@ def iter_stage_timers(
     escalation after it): the next timer of a clock costs one calendar conversion."""
     seq = state.stage_seq
     for i, f in enumerate(policy.warn_at):
-        if _alert_id(state.case_id, sc.stage, seq, "warning", i + 1) not in fired:
+        if Timer.id_of(state.case_id, sc.stage, seq, "warning", i + 1) not in fired:
             yield Timer(sc.at_fraction(cal, f).timestamp(), state.case_id, sc.stage, seq,
                         state.version, "warning", i + 1, f)  # fmt: skip
-    if _alert_id(state.case_id, sc.stage, seq, "breach", BREACH_LEVEL) not in fired:
+    if Timer.id_of(state.case_id, sc.stage, seq, "breach", BREACH_LEVEL) not in fired:
         yield Timer(sc.deadline(cal).timestamp(), state.case_id, sc.stage, seq,
                     state.version, "breach", BREACH_LEVEL, 1.0)  # fmt: skip
-    if _alert_id(state.case_id, sc.stage, seq, "escalation", 1) not in fired:
+    if Timer.id_of(state.case_id, sc.stage, seq, "escalation", 1) not in fired:
         yield escalation(state, sc, policy, cal, 1)
-
-
-def stage_timers(
-    state: CaseState, sc: StageClock, policy: SlaPolicy, cal: WorkingCalendar,
-    fired: set[str],
-) -> list[Timer]:  # fmt: skip
-    """Warnings at each configured fraction, the breach, and the first escalation."""
-    return list(iter_stage_timers(state, sc, policy, cal, fired))
-
-
-def _alert_id(case_id: str, stage: str, seq: int, kind: str, level: int) -> str:
-    return Timer.id_of(case_id, stage, seq, kind, level)
 
 
 def escalation(
