@@ -1,4 +1,5 @@
-"""The Faust app: one ingest agent over the four ingest topics, plus two web views.
+"""The Faust app: one ingest agent over the three ingest topics, the case lifecycle agent,
+the SLA clock, and the web views (/stats/, /query/).
 
 Layering follows Faust's own: app -> agent -> stream (``noack_take`` batches) -> sink.
 Faust tables are deliberately not used for counts: state lives in ClickHouse behind
