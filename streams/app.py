@@ -28,7 +28,7 @@ from faust.web import Request, Response, View
 
 from gridpulse.settings import Settings
 from sinks.base import BatchSink, SinkStopped
-from sinks.base.sink import RetryPolicy, SinkStats
+from sinks.base.sink import RetryPolicy
 from sinks.clickhouse.backend import QueryRefused, _Blocking
 from streams.case_agent import CaseRuntime
 from streams.pipeline import Message, Normalizer, build_tables, case_envelopes
@@ -236,12 +236,9 @@ class Runtime:
     def invalidate(self) -> None:
         self.sink.invalidate()
 
-    def sink_stats(self) -> SinkStats:
-        return self.sink.stats
-
     def snapshot(self) -> dict[str, Any]:
         msg_rate, ev_rate = self.rates()
-        s = self.sink_stats()
+        s = self.sink.stats
         return {
             "uptime_s": round(time.time() - self.started, 1),
             "messages": self.messages,
