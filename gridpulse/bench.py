@@ -565,6 +565,7 @@ class Bench:
             "--topics", ",".join(_topic_map(prefix).values()), "--port", str(port),
             "--mode", mode, "--batch", str(s.sink.ingest_batch_max),
             "--within", str(s.sink.batch_seconds), "--partitions", str(self.partitions),
+            "--datadir", str(s.data_dir / "faust" / f"bare-{prefix}"),
         ]  # fmt: skip
         child = self._spawn(cmd, dict(os.environ), f"faust-bare-{mode}-{prefix}", port)
         try:
@@ -822,6 +823,7 @@ def faust_bare_main(argv: list[str]) -> None:
     p.add_argument("--batch", type=int, default=2_000)
     p.add_argument("--within", type=float, default=1.0)
     p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--datadir", required=True, help="Faust's table directory")
     a = p.parse_args(argv)
 
     from faust.web import Request, Response, View
@@ -838,8 +840,10 @@ def faust_bare_main(argv: list[str]) -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     w = Settings().worker
+    Path(a.datadir).parent.mkdir(parents=True, exist_ok=True)
     app = App(
         a.app_id, fetch_max_wait_ms=w.fetch_max_wait_ms, broker=a.broker, store="memory://",
+        datadir=a.datadir,
         key_serializer="raw",
         value_serializer="raw", web_enabled=True, web_host="127.0.0.1", web_port=a.port,
         web_bind="127.0.0.1", topic_partitions=a.partitions, topic_disable_leader=True,

@@ -276,11 +276,15 @@ class Runtime:
 
 def create_app(settings: Settings, backend: _Blocking) -> tuple[faust.App, Runtime]:
     w = settings.worker
+    faust_dir = settings.data_dir / "faust"
+    faust_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = App(
         w.app_id,
         fetch_max_wait_ms=w.fetch_max_wait_ms,
         broker=settings.broker,
         store="memory://",
+        # Faust's default is "<app id>-data" in the working directory; keep it with our state.
+        datadir=str(faust_dir / w.app_id),
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=True,
