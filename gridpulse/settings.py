@@ -104,6 +104,10 @@ class WorkerSettings(BaseModel):
     # longest a consumer fetch may wait for data (Faust hard-codes 1 500 ms; see
     # streams/transport.py): bounds how long a fresh record can sit unseen in the broker
     fetch_max_wait_ms: int = Field(100, ge=0, le=30_000)
+    # how long the event loop may hold the GIL while the ClickHouse thread waits for it
+    # (Python's default is 5 ms). An insert re-takes the GIL many times, so with the loop
+    # busy a 9 ms chdb insert took 47 ms at 5 ms and 18 ms at 1 ms (docs/benchmarks.md).
+    gil_switch_interval_ms: float = Field(1.0, gt=0, le=100)
 
 
 class SlaSettings(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 from gridpulse.settings import Settings
 
@@ -35,6 +36,7 @@ def run_worker(settings: Settings, loglevel: str = "INFO") -> None:
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         except ImportError:
             log.info("uvloop not installed; using the default asyncio loop")
+    sys.setswitchinterval(settings.worker.gil_switch_interval_ms / 1000)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     app, _runtime = create_app(settings, backend)
