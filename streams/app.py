@@ -18,8 +18,10 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import faust
 import numpy as np
@@ -31,10 +33,22 @@ from sinks.base import BatchSink, SinkStopped
 from sinks.base.sink import RetryPolicy
 from sinks.clickhouse.backend import QueryRefused, _Blocking
 from streams.case_agent import CaseRuntime
-from streams.pipeline import Message, Normalizer, build_tables, case_envelopes
+from streams.pipeline import Batch, Message, Normalizer, build_tables, case_envelopes
 from streams.transport import App
 
 log = logging.getLogger("gridpulse.worker")
+
+P = TypeVar("P")
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """One normalized checkpoint on its way to the store."""
+
+    messages: list[Message]
+    batch: Batch
+    started: float  # perf_counter() when its normalizing began
+
 
 DEAD_LETTER_HEADERS = ("reason_code", "reason", "src_topic", "src_partition", "src_offset",
                        "src_index")  # fmt: skip
@@ -79,31 +93,44 @@ def chunk_by_bytes(msgs: list[Message], max_bytes: int) -> list[list[Message]]:
 
 async def pipelined(
     stream: faust.StreamT, batch_max: int, within: float,
-    body: Callable[[list[Any]], Awaitable[None]],
+    prepare: Callable[[list[Any]], AsyncIterator[P]],
+    store: Callable[[P], Awaitable[None]],
+    ack: Callable[[list[Any]], Awaitable[None]],
 ) -> None:  # fmt: skip
-    """Run ``body`` on each ``noack_take`` batch while the next batch is being taken.
+    """Two stages over ``noack_take`` batches: ``prepare`` turns a batch into checkpoints
+    (CPU work), ``store`` writes one checkpoint (I/O), ``ack`` releases a batch's offsets.
 
-    Faust's take buffer does not fill while the agent holds a batch, so storing a batch
-    inline adds its whole store time to every cycle (cycle = take window + store). Here the
-    body runs as a task and the agent goes back to taking at once (cycle = the longer of
-    the two). At most one body runs at a time, in batch order, so offsets are acked in order
-    and the sinks' ledgers see checkpoints in sequence; at most two batches are in memory.
-    A failing body (e.g. ``SinkStopped``) surfaces at the next batch or at the end; its
-    events stay unacked and are redelivered. Backpressure is unchanged: while a store
-    retries, the agent waits for it before taking more, so Faust's buffer fills and pauses
-    fetching."""
+    Done in line, each cycle would add up take window, CPU work and every ClickHouse round
+    trip, and Faust's take buffer does not fill while the agent holds a batch. Here a
+    checkpoint is prepared while the previous one is being stored, and the agent goes back
+    to taking as soon as the last checkpoint of a batch is handed to the store. Stores run
+    one at a time in checkpoint order and a batch is acked only after its last store, so the
+    sinks' ledgers see checkpoints in sequence and no offset is committed ahead of its data;
+    at most one checkpoint is being stored while the next is prepared. A failing store
+    (e.g. ``SinkStopped``) surfaces at the next checkpoint or at the end; its events stay
+    unacked and are redelivered. Backpressure is unchanged: while a store retries, the agent
+    waits for it before preparing more, so Faust's buffer fills and pauses fetching."""
     pending: asyncio.Future[None] | None = None
     try:
         async for events in stream.noack_take(batch_max, within=within):
             batch = list(events)
-            if pending is not None:
-                await pending
-            pending = asyncio.ensure_future(body(batch))
+            async for part in prepare(batch):
+                if pending is not None:
+                    await pending
+                pending = asyncio.ensure_future(store(part))
+            pending = asyncio.ensure_future(_then(pending, ack, batch))
         if pending is not None:
             await pending
     finally:
         if pending is not None and not pending.done():
             pending.cancel()
+
+
+async def _then(first: Awaitable[None] | None, then: Callable[[list[Any]], Awaitable[None]],
+                batch: list[Any]) -> None:  # fmt: skip
+    if first is not None:
+        await first
+    await then(batch)
 
 
 class Runtime:
@@ -117,6 +144,8 @@ class Runtime:
         self.normalizer = Normalizer(settings, city)
         retry = RetryPolicy(settings.sink.retry_initial_seconds, settings.sink.retry_max_seconds)
         self.sink = BatchSink(backend, build_tables(settings, city), retry)
+        # normalizing is pure Python: one thread of its own, off the event loop
+        self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="normalize")
         self.cases: CaseRuntime | None = None
         self.started = time.time()
         self.messages = 0
@@ -133,12 +162,15 @@ class Runtime:
         # publish -> stored latency of recent messages (record timestamp to insert acked)
         self.latencies: deque[float] = deque(maxlen=200_000)
 
-    async def handle(self, events: list[Any]) -> None:
-        t0 = time.perf_counter()
-        msgs = to_messages(events)
-        for chunk in chunk_by_bytes(msgs, self.settings.sink.max_batch_bytes):
-            await self._handle_chunk(chunk)
-        self.last_batch_ms = (time.perf_counter() - t0) * 1000
+    async def prepare(self, events: list[Any]) -> AsyncIterator[Prepared]:
+        """A batch's checkpoints (at most ``max_batch_bytes`` of payload each), normalized in
+        the CPU thread so the event loop keeps taking messages and driving the store."""
+        loop = asyncio.get_running_loop()
+        for chunk in chunk_by_bytes(to_messages(events), self.settings.sink.max_batch_bytes):
+            t = time.perf_counter()
+            batch = await loop.run_in_executor(self._cpu, self.normalizer.batch, chunk)
+            self.spent("normalize", t)
+            yield Prepared(chunk, batch, t)
 
     def spent(self, step: str, since: float) -> float:
         """Add the time since ``since`` to ``step``'s busy total; returns now."""
@@ -146,11 +178,10 @@ class Runtime:
         self.busy[step] = self.busy.get(step, 0.0) + now - since
         return now
 
-    async def _handle_chunk(self, msgs: list[Message]) -> None:
-        """One checkpoint: normalize, open cases, dead-letter, store in every table."""
+    async def store(self, part: Prepared) -> None:
+        """One checkpoint: open its cases, dead-letter its rejects, store it in every table."""
+        batch = part.batch
         t = time.perf_counter()
-        batch = self.normalizer.batch(msgs)
-        t = self.spent("normalize", t)
         await self._open_cases(batch.opened)
         t = self.spent("open_cases", t)
         await self._dead_letter(batch.dead)
@@ -165,7 +196,8 @@ class Runtime:
         for tp, off in batch.checkpoint.last_offsets.items():
             self.processed[tp] = off
         stored = time.time()
-        self.latencies.extend(stored - m.timestamp_s for m in msgs)
+        self.last_batch_ms = (time.perf_counter() - part.started) * 1000
+        self.latencies.extend(stored - m.timestamp_s for m in part.messages)
         self.history.append((stored, self.messages, self.events))
 
     async def _open_cases(self, opened: list[Any]) -> None:
@@ -304,6 +336,18 @@ def create_app(settings: Settings, backend: _Blocking) -> tuple[faust.App, Runti
         consumer_max_fetch_size=16 * 1024 * 1024,
     )
     runtime = Runtime(app, settings, backend)
+
+    def acker(stream: faust.StreamT, step: str) -> Callable[[list[Any]], Awaitable[None]]:
+        """Acks a stored batch's events (Faust then commits their offsets)."""
+
+        async def ack(events: list[Any]) -> None:
+            t = time.perf_counter()
+            for event in events:
+                await stream.ack(event)
+            runtime.spent(step, t)
+
+        return ack
+
     t = settings.topics
 
     @app.agent(app.topic(t.inspector, t.hotline, t.sensor, key_type=bytes, value_type=bytes),
@@ -313,16 +357,9 @@ def create_app(settings: Settings, backend: _Blocking) -> tuple[faust.App, Runti
         checkpoint per batch for all three streams, so each table gets one insert per batch
         (about one per second at live rates) whatever the mix."""
 
-        async def store(events: list[Any]) -> None:
-            await runtime.handle(events)
-            t = time.perf_counter()
-            for event in events:
-                await stream.ack(event)
-            runtime.spent("ack", t)
-
         try:
             await pipelined(stream, settings.sink.ingest_batch_max, settings.sink.batch_seconds,
-                            store)  # fmt: skip
+                            runtime.prepare, runtime.store, acker(stream, "ack"))  # fmt: skip
         except SinkStopped as exc:
             log.warning("ingest stopped before its batch was stored (will be redelivered): %s",
                         exc)  # fmt: skip
@@ -358,21 +395,21 @@ def create_app(settings: Settings, backend: _Blocking) -> tuple[faust.App, Runti
     async def lifecycle(stream: faust.StreamT) -> None:
         """Case events (and the accepts the ingest agent derives) -> case state."""
 
-        async def apply(events: list[Any]) -> None:
+        async def whole(events: list[Any]) -> AsyncIterator[list[Message]]:
+            yield to_messages(events)  # one checkpoint per batch: applying is the store
+
+        async def apply(msgs: list[Message]) -> None:
             t = time.perf_counter()
-            msgs = to_messages(events)
             dead = await cases.handle(msgs)
             await runtime._dead_letter(dead)
-            t = runtime.spent("cases", t)
+            runtime.spent("cases", t)
             for m in msgs:
                 runtime.processed[(m.topic, m.partition)] = max(
                     runtime.processed.get((m.topic, m.partition), -1), m.offset)
-            for event in events:
-                await stream.ack(event)
-            runtime.spent("cases_ack", t)
 
         try:
-            await pipelined(stream, settings.sink.batch_max, settings.sink.batch_seconds, apply)
+            await pipelined(stream, settings.sink.batch_max, settings.sink.batch_seconds,
+                            whole, apply, acker(stream, "cases_ack"))  # fmt: skip
         except SinkStopped as exc:
             log.warning("case agent stopped before its batch was stored (will be redelivered): "
                         "%s", exc)  # fmt: skip
