@@ -46,7 +46,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gridpulse.settings import REPO_ROOT, Settings
+from gridpulse.settings import REPO_ROOT, Settings, SinkSettings
 
 POLL_BARE_S = 0.25
 POLL_WORKER_S = 0.5  # /stats/ computes latency percentiles: poll it gently
@@ -820,8 +820,8 @@ def faust_bare_main(argv: list[str]) -> None:
     p.add_argument("--topics", required=True)
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--mode", choices=("take", "iter"), default="take")
-    p.add_argument("--batch", type=int, default=2_000)
-    p.add_argument("--within", type=float, default=1.0)
+    p.add_argument("--batch", type=int, default=SinkSettings().ingest_batch_max)
+    p.add_argument("--within", type=float, default=SinkSettings().batch_seconds)
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--datadir", required=True, help="Faust's table directory")
     a = p.parse_args(argv)
