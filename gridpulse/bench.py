@@ -829,7 +829,7 @@ def faust_bare_main(argv: list[str]) -> None:
     from faust.web import Request, Response, View
     from faust.worker import Worker
 
-    from streams.transport import App
+    from streams.transport import App, consumer_options
 
     try:
         import uvloop
@@ -839,19 +839,10 @@ def faust_bare_main(argv: list[str]) -> None:
         pass
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    w = Settings().worker
-    Path(a.datadir).parent.mkdir(parents=True, exist_ok=True)
     app = App(
-        a.app_id, fetch_max_wait_ms=w.fetch_max_wait_ms, broker=a.broker, store="memory://",
-        datadir=a.datadir,
-        key_serializer="raw",
-        value_serializer="raw", web_enabled=True, web_host="127.0.0.1", web_port=a.port,
-        web_bind="127.0.0.1", topic_partitions=a.partitions, topic_disable_leader=True,
-        broker_session_timeout=w.session_timeout_seconds,
-        broker_heartbeat_interval=w.heartbeat_interval_seconds,
-        broker_rebalance_timeout=w.rebalance_timeout_seconds,
-        consumer_auto_offset_reset="earliest", stream_buffer_maxsize=w.stream_buffer_maxsize,
-        consumer_max_fetch_size=16 * 1024 * 1024,
+        a.app_id, broker=a.broker, web_enabled=True, web_host="127.0.0.1", web_port=a.port,
+        web_bind="127.0.0.1", topic_partitions=a.partitions,
+        **consumer_options(Settings().worker, Path(a.datadir)),
     )  # fmt: skip
     topic = app.topic(*a.topics.split(","), key_type=bytes, value_type=bytes)
     counts: Counter[str] = Counter()

@@ -34,7 +34,7 @@ from sinks.base.sink import RetryPolicy
 from sinks.clickhouse.backend import QueryRefused, _Blocking
 from streams.case_agent import CaseRuntime
 from streams.pipeline import Batch, Message, Normalizer, build_tables, case_envelopes
-from streams.transport import App
+from streams.transport import App, consumer_options
 
 log = logging.getLogger("gridpulse.worker")
 
@@ -308,32 +308,18 @@ class Runtime:
 
 def create_app(settings: Settings, backend: _Blocking) -> tuple[faust.App, Runtime]:
     w = settings.worker
-    faust_dir = settings.data_dir / "faust"
-    faust_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = App(
         w.app_id,
-        fetch_max_wait_ms=w.fetch_max_wait_ms,
         broker=settings.broker,
-        store="memory://",
-        # Faust's default is "<app id>-data" in the working directory; keep it with our state.
-        datadir=str(faust_dir / w.app_id),
-        key_serializer="raw",
-        value_serializer="raw",
         web_enabled=True,
         web_host=w.web_host,
         web_port=w.web_port,
         web_bind=w.web_host,
         topic_partitions=settings.topics.partitions,
         topic_replication_factor=settings.topics.replication_factor,
-        topic_disable_leader=True,
-        broker_session_timeout=w.session_timeout_seconds,
-        broker_heartbeat_interval=w.heartbeat_interval_seconds,
-        broker_rebalance_timeout=w.rebalance_timeout_seconds,
-        consumer_auto_offset_reset="earliest",
-        stream_buffer_maxsize=w.stream_buffer_maxsize,
         producer_linger=0.005,
         producer_max_request_size=16 * 1024 * 1024,
-        consumer_max_fetch_size=16 * 1024 * 1024,
+        **consumer_options(w, settings.data_dir / "faust" / w.app_id),
     )
     runtime = Runtime(app, settings, backend)
 

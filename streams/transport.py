@@ -11,10 +11,15 @@ else of Faust's consumer changes.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from gridpulse.settings import WorkerSettings
+
+_MAX_FETCH_BYTES = 16 * 1024 * 1024  # one fetch may carry a whole 16 MB checkpoint
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -48,3 +53,24 @@ class App(faust.App):
         if url.scheme in ("kafka", "aiokafka"):
             return _Transport(self.conf.broker_consumer, self)
         return super()._new_transport()
+
+
+def consumer_options(w: WorkerSettings, datadir: Path) -> dict[str, Any]:
+    """The Faust options every gridpulse consumer app shares: the worker's, and the bare-Faust
+    ceiling's in ``gridpulse bench``, so both measure the same consumer. ``datadir`` replaces
+    Faust's default "<app id>-data" in the working directory."""
+    datadir.parent.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
+    return {
+        "fetch_max_wait_ms": w.fetch_max_wait_ms,
+        "store": "memory://",
+        "datadir": str(datadir),
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "topic_disable_leader": True,
+        "broker_session_timeout": w.session_timeout_seconds,
+        "broker_heartbeat_interval": w.heartbeat_interval_seconds,
+        "broker_rebalance_timeout": w.rebalance_timeout_seconds,
+        "consumer_auto_offset_reset": "earliest",
+        "stream_buffer_maxsize": w.stream_buffer_maxsize,
+        "consumer_max_fetch_size": _MAX_FETCH_BYTES,
+    }

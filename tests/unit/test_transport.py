@@ -24,3 +24,17 @@ def test_default_app_keeps_fausts_wait() -> None:
         return app.consumer._thread._create_worker_consumer(app.transport)._fetch_max_wait_ms
 
     assert asyncio.run(build()) == 1500
+
+
+def test_consumer_options_keep_fausts_folder_under_the_given_dir(tmp_path) -> None:
+    from gridpulse.settings import WorkerSettings
+    from streams.transport import consumer_options
+
+    w = WorkerSettings(fetch_max_wait_ms=40, session_timeout_seconds=9.0)
+    datadir = tmp_path / "state" / "faust" / "gp"
+    app = App("t-options", broker="kafka://127.0.0.1:1", **consumer_options(w, datadir))
+    assert datadir.parent.is_dir()  # Faust itself creates only the last level
+    assert app.conf.datadir == datadir
+    assert app.fetch_max_wait_ms == 40
+    assert app.conf.broker_session_timeout == 9.0
+    assert app.conf.consumer_auto_offset_reset == "earliest"
