@@ -249,11 +249,25 @@ class Runtime:
     def reset_latency(self) -> None:
         self.latencies.clear()
 
+    def committed(self) -> dict[tuple[str, int], int]:
+        """Per assigned partition, the group's committed offset (the next one to read): what
+        any worker of the group stored before, including a predecessor killed mid-run."""
+        consumer = getattr(self.app, "_consumer", None)
+        if consumer is None:
+            return {}
+        offsets = getattr(consumer, "_committed_offset", {})
+        return {(tp.topic, tp.partition): int(offsets[tp]) for tp in consumer.assignment()
+                if offsets.get(tp) is not None}  # fmt: skip
+
     def lag(self) -> dict[str, int]:
+        """Messages not yet stored per assigned partition: high water minus the later of this
+        worker's last stored offset and the group's committed offset (so a partition another
+        worker already finished shows no lag after a restart)."""
         out: dict[str, int] = {}
         consumer = getattr(self.app, "_consumer", None)
         if consumer is None:
             return out
+        committed = self.committed()
         for tp in consumer.assignment():
             try:
                 hw = consumer.highwater(tp)
@@ -261,8 +275,30 @@ class Runtime:
                 continue
             if hw is None:
                 continue
-            done = self.processed.get((tp.topic, tp.partition), -1) + 1
+            key = (tp.topic, tp.partition)
+            done = max(self.processed.get(key, -1) + 1, committed.get(key, 0))
             out[f"{tp.topic}[{tp.partition}]"] = max(0, int(hw) - done)
+        return out
+
+    def fetch_state(self) -> dict[str, list[str]]:
+        """Assigned partitions Faust is not fetching, and why (paused by a rebalance, or its
+        stream buffer full): the first thing to look at when lag stops falling."""
+        consumer = getattr(self.app, "_consumer", None)
+        if consumer is None:
+            return {}
+        name = lambda tps: sorted(f"{tp.topic}[{tp.partition}]" for tp in tps)  # noqa: E731
+        active = consumer._active_partitions
+        assigned = consumer.assignment()
+        out = {
+            "paused": name(consumer._paused_partitions),
+            "buffer_full": name(consumer._buffered_partitions),
+            "inactive": name(assigned - active) if active is not None else [],
+        }
+        try:
+            ak = consumer._thread._ensure_consumer()
+            out["client_paused"] = name(ak.paused())
+        except Exception:  # noqa: BLE001 - diagnostics only
+            pass
         return out
 
     def invalidate(self) -> None:
@@ -283,7 +319,9 @@ class Runtime:
             "last_batch_ms": round(self.last_batch_ms, 1),
             "latency_s": self.latency_summary(),
             "lag": self.lag(),
+            "fetch": self.fetch_state(),
             "processed": {f"{t}[{p}]": o for (t, p), o in sorted(self.processed.items())},
+            "committed": {f"{t}[{p}]": o for (t, p), o in sorted(self.committed().items())},
             "sink": {
                 "inserts": s.inserts,
                 "rows": s.rows,
