@@ -60,6 +60,9 @@ def test_exact_counts_on_embedded_clickhouse(broker, tmp_path):
         want = check_exact(city, sent, worker.query)
         stats = worker.stats()
         assert stats["dead_lettered"] == want.dead
+        # all drained: nothing left paused or held back by a full stream buffer, no lag
+        assert stats["fetch"]["paused"] == stats["fetch"]["buffer_full"] == []
+        assert set(stats["lag"].values()) == {0}
         # the dead-letter topic holds each bad message's original bytes, source and reason
         dead = read_topic(broker, f"{penv.prefix}.dead-letter", want.dead)
         assert len(dead) == want.dead
@@ -77,7 +80,8 @@ def test_exact_counts_on_embedded_clickhouse(broker, tmp_path):
 def test_exact_after_sigkill_and_restart(broker, tmp_path):
     city, emissions = simulated(seed=12, minutes=30, rate=2.0)
     penv = PipelineEnv(broker, f"chdb://{tmp_path}/chdb", SAMPLE, tmp_path / "p",
-                       extra={"GRIDPULSE_SINK__BATCH_MAX": "500"})
+                       extra={"GRIDPULSE_SINK__INGEST_BATCH_MAX": "500",
+                              "GRIDPULSE_SINK__BATCH_MAX": "500"})
     worker = WorkerProc(penv).start().wait_ready()
     sent, ends = publish_recorded(penv, emissions)
     # let it store part of the stream, then kill it without warning
@@ -113,7 +117,8 @@ def test_two_workers_split_partitions_on_native_server(broker, clickhouse_server
     city, emissions = simulated(seed=13, minutes=30, rate=2.0)
     url, db = db_url(clickhouse_server, tmp_path)
     penv = PipelineEnv(broker, url, SAMPLE, tmp_path / "p",
-                       extra={"GRIDPULSE_SINK__BATCH_MAX": "400"})
+                       extra={"GRIDPULSE_SINK__INGEST_BATCH_MAX": "400",
+                              "GRIDPULSE_SINK__BATCH_MAX": "400"})
     w1 = WorkerProc(penv, "a").start().wait_ready()
     w2 = WorkerProc(penv, "b").start().wait_ready()
     try:
@@ -136,7 +141,8 @@ def test_clickhouse_outage_pauses_and_resumes_exactly(broker, tmp_path):
     with running_clickhouse_server(tmp_path / "ch") as (server_url, server):
         url, db = db_url(server_url, tmp_path)
         penv = PipelineEnv(broker, url, SAMPLE, tmp_path / "p",
-                           extra={"GRIDPULSE_SINK__BATCH_MAX": "400",
+                           extra={"GRIDPULSE_SINK__INGEST_BATCH_MAX": "400",
+                                  "GRIDPULSE_SINK__BATCH_MAX": "400",
                                   "GRIDPULSE_SINK__RETRY_MAX_SECONDS": "1"})
         worker = WorkerProc(penv).start().wait_ready()
         try:
