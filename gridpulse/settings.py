@@ -51,6 +51,10 @@ class SinkSettings(BaseModel):
     retry_initial_seconds: float = Field(0.2, gt=0)
     retry_max_seconds: float = Field(10.0, gt=0)
     raw_retention_days: int = Field(400, ge=1)
+    # the count tables (every window, and late counts) take one insert per checkpoint,
+    # routed by materialized views; off = one insert per table (e.g. on a cluster whose
+    # count tables are Distributed, where the views belong on the shards)
+    route_counts: bool = True
 
 
 class TopicSettings(BaseModel):

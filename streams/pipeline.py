@@ -22,7 +22,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from gridpulse.city import UNLOCATED, City
 from gridpulse.settings import Settings
 from sinks.base import Checkpoint, LedgerKind, SinkTable
-from sinks.base.table import CheckpointInfo
+from sinks.base.table import CheckpointInfo, Route
 from sinks.clickhouse import schema
 from streams.aggregate import COUNT_KEY, count_events, key_groups, windowed
 from streams.normalize import (
@@ -45,6 +45,9 @@ _TOPIC, _PARTITION, _OFFSET = (
 RAW_DEAD_COLUMNS = (*DEAD_LETTER_COLUMNS, "ingested_at")
 COUNT_COLUMNS = ("bucket", *COUNT_KEY, "ledger_topic", "ledger_partition", "n", "offset_span")
 LATE_COLUMNS = ("granularity", *COUNT_COLUMNS)
+# every count table's rows in one insert (schema migration 3 routes them)
+COUNTS_ROUTE = Route(schema.COUNTS_INPUT, schema.ROUTE_COLUMN,
+                     (schema.ROUTE_COLUMN, *LATE_COLUMNS), {"granularity": ""})  # fmt: skip
 _PARTITIONER = DefaultPartitioner()
 _LEDGER_DEFAULTS = {"bucket": 0, "n": 0, **{k: "" for k in COUNT_KEY}}
 
@@ -119,15 +122,16 @@ def build_tables(settings: Settings, city: City) -> list[SinkTable]:
                   partial(_raw_events, windows[0], tz, grace)),
         SinkTable(schema.DEAD_TABLE, "dead", RAW_DEAD_COLUMNS, LedgerKind.MAX, _stamp),
     ]  # fmt: skip
+    route = COUNTS_ROUTE if settings.sink.route_counts else None
     for w in windows:
         tables.append(
             SinkTable(schema.counts_table(w.name), "events", COUNT_COLUMNS, LedgerKind.SPAN,
-                      partial(_counts, w, tz, grace), _LEDGER_DEFAULTS)  # fmt: skip
+                      partial(_counts, w, tz, grace), _LEDGER_DEFAULTS, route)  # fmt: skip
         )
     tables.append(
         SinkTable(schema.LATE_TABLE, "events", LATE_COLUMNS, LedgerKind.SPAN,
                   partial(_late_counts, windows, tz, grace),
-                  {**_LEDGER_DEFAULTS, "granularity": ""})  # fmt: skip
+                  {**_LEDGER_DEFAULTS, "granularity": ""}, route)  # fmt: skip
     )
     return tables
 

@@ -14,7 +14,7 @@ from typing import Protocol, TypeVar
 import pandas as pd
 
 from sinks.base.ledger import TP, Ledger, LedgerKind, advance, keep_after, span_rows
-from sinks.base.table import CheckpointInfo, SinkTable
+from sinks.base.table import CheckpointInfo, Route, SinkTable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -85,8 +85,11 @@ class BatchSink:
 
     async def write(self, checkpoint: Checkpoint, frames: Mapping[str, pd.DataFrame]) -> None:
         info = CheckpointInfo(ingested_at=checkpoint.ingested_at)
-        for table in self.tables:
-            await self._write_table(table, checkpoint, frames[table.source], info)
+        for group in route_groups(self.tables):
+            if group[0].route is None:
+                await self._write_table(group[0], checkpoint, frames[group[0].source], info)
+            else:
+                await self._write_routed(group, checkpoint, frames, info)
         self.stats.checkpoints += 1
 
     async def next_offsets(self, table_name: str) -> Ledger:
@@ -161,6 +164,53 @@ class BatchSink:
             return rows
         return rows.reindex(columns=list(table.columns))
 
+    def _written(self, table: SinkTable, ledger: Ledger, rows: pd.DataFrame,
+                 checkpoint: Checkpoint) -> None:  # fmt: skip
+        """Bookkeeping once ``rows`` (possibly none) of ``checkpoint`` are in ``table``."""
+        if len(rows):
+            self.stats.rows[table.name] = self.stats.rows.get(table.name, 0) + len(rows)
+            advance(ledger, checkpoint.last_offsets)
+        elif table.ledger is not LedgerKind.SPAN:
+            advance(ledger, checkpoint.last_offsets)  # a span ledger stays behind
+
+    async def _write_routed(
+        self, tables: list[SinkTable], checkpoint: Checkpoint,
+        frames: Mapping[str, pd.DataFrame], info: CheckpointInfo,
+    ) -> None:  # fmt: skip
+        """``tables``' rows in one insert into their route. Should it fail, the store may
+        have routed the rows to some tables and not to others: their ledgers are re-read
+        and each table is then written on its own (and retried) as usual."""
+        route = tables[0].route
+        assert route is not None
+        if self._stopping.is_set():
+            raise SinkStopped(f"stopped while writing {route.name}")
+        try:
+            written = []
+            for table in tables:
+                ledger = await self._ledger(table)
+                rows = self.rows_for(table, checkpoint, frames[table.source], ledger, info)
+                written.append((table, ledger, rows))
+            parts = [routed_rows(route, t.name, rows) for t, _, rows in written if len(rows)]
+            if parts:
+                await self.backend.insert(
+                    route.name, parts[0] if len(parts) == 1 else pd.concat(parts,
+                                                                          ignore_index=True))
+                self.stats.inserts += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the store is unreachable, or failed part-way
+            for table in tables:
+                self._ledgers.pop(table.name, None)
+            self._note_failure(exc)
+            log.warning("sink: writing %s failed, writing its %d tables one by one: %s",
+                        route.name, len(tables), self.stats.last_error)  # fmt: skip
+            for table in tables:
+                await self._write_table(table, checkpoint, frames[table.source], info)
+            return
+        for table, ledger, rows in written:
+            self._written(table, ledger, rows, checkpoint)
+        self.stats.waiting_since = None
+
     async def _write_table(
         self, table: SinkTable, checkpoint: Checkpoint, frame: pd.DataFrame,
         info: CheckpointInfo,
@@ -175,10 +225,7 @@ class BatchSink:
                 if len(rows):
                     await self.backend.insert(table.name, rows)
                     self.stats.inserts += 1
-                    self.stats.rows[table.name] = self.stats.rows.get(table.name, 0) + len(rows)
-                    advance(ledger, checkpoint.last_offsets)
-                elif table.ledger is not LedgerKind.SPAN:
-                    advance(ledger, checkpoint.last_offsets)  # a span ledger stays behind
+                self._written(table, ledger, rows, checkpoint)
                 if attempt:
                     log.warning("sink: %s written after %d retries", table.name, attempt)
                 self.stats.waiting_since = None
@@ -197,3 +244,23 @@ class BatchSink:
                 attempt += 1
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+
+
+def route_groups(tables: list[SinkTable]) -> list[list[SinkTable]]:
+    """``tables`` in order, neighbours sharing a route grouped (one insert per group)."""
+    groups: list[list[SinkTable]] = []
+    for table in tables:
+        if groups and table.route is not None and groups[-1][0].route == table.route:
+            groups[-1].append(table)
+        else:
+            groups.append([table])
+    return groups
+
+
+def routed_rows(route: Route, table: str, rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` of ``table`` in the route's layout, addressed to ``table``."""
+    frame = rows.assign(**{route.column: table})
+    for column, value in route.defaults.items():
+        if column not in frame.columns:
+            frame[column] = value
+    return frame.reindex(columns=list(route.columns))

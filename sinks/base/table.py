@@ -26,11 +26,26 @@ def _identity(frame: pd.DataFrame, info: CheckpointInfo) -> pd.DataFrame:
     return frame
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A shared input table through which several tables take one insert per checkpoint:
+    each row carries its table's name in ``column`` and the store routes it there (e.g.
+    ClickHouse materialized views over a Null table). ``columns`` is the input's layout;
+    ``defaults`` fill the columns a table's rows lack. Routing must deliver each table's
+    rows as one block, so a table holds a checkpoint entirely or not at all."""
+
+    name: str
+    column: str
+    columns: tuple[str, ...]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class SinkTable:
     """``source`` names the frame (e.g. "events") the rows come from; ``derive`` turns the
     ledger-filtered frame into rows with exactly ``columns``; span tables also name the
-    values their ledger rows carry in the data columns."""
+    values their ledger rows carry in the data columns. Tables sharing a ``route`` (listed
+    next to each other) are written with one insert into it."""
 
     name: str
     source: str
@@ -38,3 +53,4 @@ class SinkTable:
     ledger: LedgerKind
     derive: Derive = _identity
     ledger_row_defaults: Mapping[str, Any] = field(default_factory=dict)
+    route: Route | None = None

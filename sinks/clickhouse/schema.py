@@ -20,6 +20,8 @@ DEAD_TABLE = "dead_letters"
 LATE_TABLE = "late_event_counts"
 CASE_STATE_TABLE = "case_state"
 SLA_TABLE = "sla_events"
+COUNTS_INPUT = "counts_input"  # Null table: one insert, routed to every count table
+ROUTE_COLUMN = "target"  # names the count table an input row belongs to
 
 
 def counts_table(window: str) -> str:
@@ -131,6 +133,34 @@ def v2_cases(db: str, f: Features, s: Settings) -> list[str]:
     return stmts
 
 
+def count_tables(s: Settings) -> list[str]:
+    """The summing count tables, in the order the sink writes them."""
+    return [*(counts_table(w) for w in s.windows), LATE_TABLE]
+
+
+def v3_counts_input(db: str, f: Features, s: Settings) -> list[str]:
+    """One insert for every count table of a checkpoint: rows go into a Null table and one
+    materialized view per count table keeps the rows addressed to it (``target``). The rows
+    are computed by the worker as before; ClickHouse only routes them, so each table's rows
+    and ledger entries arrive as one block, as with a direct insert."""
+    lc = _lc(f)
+    key_cols = ", ".join(f"{c} {lc}" for c in COUNT_KEY)
+    stmts = [
+        f"""CREATE TABLE IF NOT EXISTS {db}.{COUNTS_INPUT} (
+            {ROUTE_COLUMN} String, granularity {lc}, bucket DateTime('UTC'), {key_cols},
+            ledger_topic {lc}, ledger_partition Int32, n UInt64, offset_span UInt64
+        ) ENGINE = Null"""
+    ]
+    counted = ["bucket", *COUNT_KEY, "ledger_topic", "ledger_partition", "n", "offset_span"]
+    for table in count_tables(s):
+        cols = ", ".join((["granularity"] if table == LATE_TABLE else []) + counted)
+        stmts.append(
+            f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table}_route TO {db}.{table}
+            AS SELECT {cols} FROM {db}.{COUNTS_INPUT} WHERE {ROUTE_COLUMN} = '{table}'"""
+        )
+    return stmts
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
@@ -142,6 +172,8 @@ MIGRATIONS: list[Migration] = [
     Migration(1, "raw events, case events, dead letters, windowed counts with ledgers", v1_core),
     Migration(2, "case lifecycle outcomes, case state snapshots, SLA warnings and breaches",
               v2_cases),
+    Migration(3, "one routed insert for all count tables (Null input, a view per table)",
+              v3_counts_input),
 ]
 
 
