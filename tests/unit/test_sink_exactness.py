@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gridpulse.settings import REPO_ROOT, Settings
-from sinks.base.sink import BatchSink, RetryPolicy
-from sinks.base.table import CheckpointInfo
+from sinks.base import LedgerKind, SinkTable
+from sinks.base.sink import BatchSink, RetryPolicy, route_groups
+from sinks.base.table import CheckpointInfo, Route
 from sinks.clickhouse.backend import ChdbBackend
 from streams.events import HotlineRequest, SupervisorReport, encode
 from streams.pipeline import (
@@ -76,13 +77,13 @@ def expected(messages):
     return on_time, late, len(batch.dead), len(ev)
 
 
-async def replay(backend, messages, plan):
+async def replay(backend, messages, plan, settings=SETTINGS):
     """Deliver ``messages`` in chunks; a step may crash having written any subset of the
     tables (bit i of ``crashed`` set: table i holds the chunk; a routed insert that fails
     part-way leaves any subset of its tables written) and rewind."""
-    tables = build_tables(SETTINGS, CITY)
+    tables = build_tables(settings, CITY)
     sink = BatchSink(backend, tables, RetryPolicy(0.01, 0.05))
-    norm = Normalizer(SETTINGS, CITY)
+    norm = Normalizer(settings, CITY)
     pos = 0
     for size, crashed, rewind in plan:
         if pos >= len(messages):
@@ -198,3 +199,24 @@ def test_a_routed_insert_failing_part_way_stays_exact(backend, reach):
     direct = [c for c in store.calls if c in counts]
     assert store.calls.count(COUNTS_ROUTE.name) == 3
     assert sorted(direct) == sorted([c for c in counts if c not in reach] * 2)
+
+
+def test_per_table_inserts_stay_exact(backend):
+    """``route_counts`` off (e.g. Distributed count tables): one insert per table."""
+    backend.db = f"exact{next(_db)}"
+    backend.migrate_sync(schema_settings(SETTINGS))
+    per_table = SETTINGS.model_copy(update={"sink": SETTINGS.sink.model_copy(
+        update={"route_counts": False})})
+    assert all(t.route is None for t in build_tables(per_table, CITY))
+    messages = make_messages(random.Random(3), 300)
+    asyncio.run(replay(backend, messages, [(70, None, 0), (40, 0b1010110, 30), (90, None, 0)],
+                       per_table))
+    check_tables(backend, messages)
+
+
+def test_route_groups_keep_order_and_group_only_neighbours():
+    r1, r2 = Route("in1", "target", ("target",)), Route("in2", "target", ("target",))
+    t = [SinkTable(n, "events", (), LedgerKind.MAX, route=r) for n, r in
+         [("a", None), ("b", r1), ("c", r1), ("d", None), ("e", r1), ("f", r2), ("g", r2)]]
+    assert [[x.name for x in g] for g in route_groups(t)] == [
+        ["a"], ["b", "c"], ["d"], ["e"], ["f", "g"]]
