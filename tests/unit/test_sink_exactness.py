@@ -220,3 +220,22 @@ def test_route_groups_keep_order_and_group_only_neighbours():
          [("a", None), ("b", r1), ("c", r1), ("d", None), ("e", r1), ("f", r2), ("g", r2)]]
     assert [[x.name for x in g] for g in route_groups(t)] == [
         ["a"], ["b", "c"], ["d"], ["e"], ["f", "g"]]
+
+
+def test_upgrade_to_routed_counts_keeps_counting_exactly(backend, monkeypatch):
+    """A store written before migration 3 (one insert per count table) goes on exactly
+    with routed inserts once the worker of the new version applies it at start."""
+    from sinks.clickhouse import schema
+
+    backend.db = f"exact{next(_db)}"
+    messages = make_messages(random.Random(5), 300)
+    old = SETTINGS.model_copy(update={"sink": SETTINGS.sink.model_copy(
+        update={"route_counts": False})})
+    with monkeypatch.context() as m:
+        m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
+        assert backend.migrate_sync(schema_settings(SETTINGS)) == [1, 2]
+    asyncio.run(replay(backend, messages[:150], [(60, None, 0), (90, None, 0)], old))
+    assert backend.migrate_sync(schema_settings(SETTINGS)) == [3]
+    # the new worker resumes from an older committed offset: redelivery across the upgrade
+    asyncio.run(replay(backend, messages[100:], [(80, None, 0), (40, 0b0110000, 20)]))
+    check_tables(backend, messages)
