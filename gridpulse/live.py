@@ -42,6 +42,13 @@ class ViewQueries:
         )
 
 
+def not_fetching(fetch: dict[str, list[str]]) -> str:
+    """The worker's partitions Faust holds back, and why ("" when none): paused during a
+    rebalance, or its stream buffer full (backpressure while ClickHouse is slow)."""
+    why = {"paused": "paused", "buffer_full": "buffer full"}
+    return ", ".join(f"{len(fetch[k])} {label}" for k, label in why.items() if fetch.get(k))
+
+
 def _tsv(text: str) -> list[list[str]]:
     return [line.split("\t") for line in text.splitlines() if line]
 
@@ -75,6 +82,9 @@ class LiveView:
         if sink["waiting_for_store_s"]:
             head.add_row(f"[b red]ClickHouse unavailable for {sink['waiting_for_store_s']}s: "
                          f"{sink['last_error'][:80]}[/]")  # fmt: skip
+        held = not_fetching(stats.get("fetch", {}))
+        if held and lag:
+            head.add_row(f"[yellow]not fetching: {held}[/]")
         tables = Table.grid(padding=(0, 4))
         panels = []
         for title, column in (("top grids", "grid_code"), ("top categories", "subcategory"),
