@@ -66,6 +66,10 @@ def rss_mb() -> float:
     return 0.0
 
 
+def _tp_names(tps: Any) -> list[str]:
+    return sorted(f"{tp.topic}[{tp.partition}]" for tp in tps)
+
+
 def to_messages(events: list[Any]) -> list[Message]:
     """What the pipeline needs of Faust events: source position, record time, bytes."""
     return [
@@ -286,20 +290,8 @@ class Runtime:
         consumer = getattr(self.app, "_consumer", None)
         if consumer is None:
             return {}
-        name = lambda tps: sorted(f"{tp.topic}[{tp.partition}]" for tp in tps)  # noqa: E731
-        active = consumer._active_partitions
-        assigned = consumer.assignment()
-        out = {
-            "paused": name(consumer._paused_partitions),
-            "buffer_full": name(consumer._buffered_partitions),
-            "inactive": name(assigned - active) if active is not None else [],
-        }
-        try:
-            ak = consumer._thread._ensure_consumer()
-            out["client_paused"] = name(ak.paused())
-        except Exception:  # noqa: BLE001 - diagnostics only
-            pass
-        return out
+        return {"paused": _tp_names(consumer._paused_partitions),
+                "buffer_full": _tp_names(consumer._buffered_partitions)}  # fmt: skip
 
     def invalidate(self) -> None:
         self.sink.invalidate()

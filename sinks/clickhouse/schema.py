@@ -134,7 +134,7 @@ def v2_cases(db: str, f: Features, s: Settings) -> list[str]:
 
 
 def count_tables(s: Settings) -> list[str]:
-    """The summing count tables, in the order the sink writes them."""
+    """The summing count tables: one per window, and the late counts."""
     return [*(counts_table(w) for w in s.windows), LATE_TABLE]
 
 
