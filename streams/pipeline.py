@@ -43,8 +43,7 @@ _TOPIC, _PARTITION, _OFFSET = (
     EVENT_COLUMNS.index(c) for c in ("src_topic", "src_partition", "src_offset")
 )
 RAW_DEAD_COLUMNS = (*DEAD_LETTER_COLUMNS, "ingested_at")
-COUNT_COLUMNS = ("bucket", *COUNT_KEY, "ledger_topic", "ledger_partition", "n", "offset_span")
-LATE_COLUMNS = ("granularity", *COUNT_COLUMNS)
+COUNT_COLUMNS, LATE_COLUMNS = schema.COUNT_COLUMNS, schema.LATE_COLUMNS
 # every count table's rows in one insert (schema migration 3 routes them)
 COUNTS_ROUTE = Route(schema.COUNTS_INPUT, schema.ROUTE_COLUMN,
                      (schema.ROUTE_COLUMN, *LATE_COLUMNS), {"granularity": ""})  # fmt: skip

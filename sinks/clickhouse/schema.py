@@ -14,6 +14,10 @@ COUNT_KEY = (
     "district", "street", "community", "grid_code", "category", "subcategory", "source",
 )  # fmt: skip
 
+# a count table's columns: the key, then its ledger entry's partition and span (see sinks.base)
+COUNT_COLUMNS = ("bucket", *COUNT_KEY, "ledger_topic", "ledger_partition", "n", "offset_span")
+LATE_COLUMNS = ("granularity", *COUNT_COLUMNS)
+
 EVENT_TABLE = "events"
 CASE_TABLE = "case_events"
 DEAD_TABLE = "dead_letters"
@@ -151,9 +155,8 @@ def v3_counts_input(db: str, f: Features, s: Settings) -> list[str]:
             ledger_topic {lc}, ledger_partition Int32, n UInt64, offset_span UInt64
         ) ENGINE = Null"""
     ]
-    counted = ["bucket", *COUNT_KEY, "ledger_topic", "ledger_partition", "n", "offset_span"]
     for table in count_tables(s):
-        cols = ", ".join((["granularity"] if table == LATE_TABLE else []) + counted)
+        cols = ", ".join(LATE_COLUMNS if table == LATE_TABLE else COUNT_COLUMNS)
         stmts.append(
             f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table}_route TO {db}.{table}
             AS SELECT {cols} FROM {db}.{COUNTS_INPUT} WHERE {ROUTE_COLUMN} = '{table}'"""

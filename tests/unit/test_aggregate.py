@@ -71,3 +71,10 @@ def test_group_ids_are_dense_and_distinguish_every_key():
     empty, n0 = key_groups(events.iloc[:0])
     assert len(empty) == 0 and n0 == 0
     assert np.array_equal(key_groups(events)[0], gid)
+
+
+def test_the_count_key_is_the_count_tables_key():
+    """The grouping key here and the count tables' key columns in the schema are one list."""
+    from sinks.clickhouse.schema import COUNT_KEY as TABLE_KEY
+
+    assert tuple(COUNT_KEY) == TABLE_KEY
