@@ -46,7 +46,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gridpulse.settings import REPO_ROOT, Settings, SinkSettings
+from core.settings import REPO_ROOT, Settings, SinkSettings
 
 POLL_BARE_S = 0.25
 POLL_WORKER_S = 0.5  # /stats/ computes latency percentiles: poll it gently
@@ -651,7 +651,7 @@ class Bench:
 
 
 def _bench_settings(args: argparse.Namespace, work: Path) -> Settings:
-    from gridpulse.settings import LocalStackSettings
+    from core.settings import LocalStackSettings
     from infra.services import free_port
 
     overrides: dict[str, Any] = {}

@@ -38,9 +38,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gridpulse.city import load_city
-from gridpulse.settings import REPO_ROOT
-from gridpulse.sla_config import SlaPolicy, load_sla
+from core.city import load_city
+from core.settings import REPO_ROOT
+from core.sla_config import SlaPolicy, load_sla
 from streams.cases import CaseInput
 from streams.casework import CaseBook
 

@@ -9,7 +9,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gridpulse.settings import REPO_ROOT, Settings
+from core.settings import REPO_ROOT, Settings
 
 CITIES = REPO_ROOT / "config" / "cities"
 FORMATS = REPO_ROOT / "sources" / "formats"

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from core.settings import Settings
 from gridpulse.query import run_query
-from gridpulse.settings import Settings
 from sinks.clickhouse import kpis
 
 DB = "gridpulse"

@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from gridpulse.settings import Settings
+from core.settings import Settings
 
 TOP_N = 8
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import httpx
 
-from gridpulse.settings import Settings
+from core.settings import Settings
 from sinks.clickhouse.backend import check_read_only, connect
 
 

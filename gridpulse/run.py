@@ -14,7 +14,7 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-from gridpulse.settings import Settings
+from core.settings import Settings
 
 STOP_TIMEOUT_S = 20
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sys
 
-from gridpulse.settings import Settings
+from core.settings import Settings
 
 log = logging.getLogger("gridpulse.worker")
 

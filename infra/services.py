@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Literal
 from xml.sax.saxutils import escape
 
 if TYPE_CHECKING:
-    from gridpulse.settings import Settings
+    from core.settings import Settings
 
 HOST = "127.0.0.1"
 # Credentials of the local, loopback-only S3 store; SeaweedFS creates its user from them and

@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel
 
-from gridpulse.city import City
+from core.city import City
 
 
 class CityGenConfig(BaseModel):
@@ -220,7 +220,7 @@ def categories() -> list[dict[str, Any]]:
 
 
 def sample_calendar(timezone: str) -> dict[str, Any]:
-    """The working-calendar section (``gridpulse.calendar_config.WorkingCalendar``)."""
+    """The working-calendar section (``core.calendar_config.WorkingCalendar``)."""
     holidays = [
         first + timedelta(days=k)
         for first, last in CN_HOLIDAY_RANGES

@@ -25,8 +25,8 @@ import yaml
 from shapely.geometry import MultiPoint, box
 from shapely.geometry.polygon import orient
 
-from gridpulse.calendar_config import WorkingCalendar
-from gridpulse.city import Category, City, Community, District, Grid, Polygon, Street, SubCategory
+from core.calendar_config import WorkingCalendar
+from core.city import Category, City, Community, District, Grid, Polygon, Street, SubCategory
 from sources.formats import ImportFormat, load_format
 
 CITY_CODE = "la"

@@ -57,9 +57,9 @@ from pathlib import Path
 import pandas as pd
 from pydantic import ValidationError
 
+from core.events import CaseAction, CaseEvent, HotlineRequest, Location, encode
 from sources.emission import Emission
 from sources.formats import VOID_LIKE, ImportFormat, TimeColumn, load_format
-from streams.events import CaseAction, CaseEvent, HotlineRequest, Location, encode
 
 ADDRESS_MAX = 500  # HotlineRequest.address max_length
 HEADER_ROWS = 1  # report rows are spreadsheet rows: the header is row 1, data start at 2

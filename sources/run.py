@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gridpulse.settings import Settings
+from core.settings import Settings
 
 
 def topic_map(settings: Settings) -> dict[str, str]:

@@ -36,9 +36,8 @@ import shapely
 from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter, model_validator
 from shapely.geometry import shape
 
-from gridpulse.city import UNLOCATED, City
-from sources.emission import Emission
-from streams.events import (
+from core.city import UNLOCATED, City
+from core.events import (
     CaseEvent,
     HotlineRequest,
     Location,
@@ -47,13 +46,14 @@ from streams.events import (
     decode,
     encode,
 )
+from sources.emission import Emission
 
 EventStream = Literal["inspector", "hotline"]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 TIME_CACHE = 100_000  # formatted seconds kept by TimeFormat before it starts afresh
 
 DECODE_KINDS = frozenset({"empty", "bad_json", "schema", "wrong_topic"})
-"""Bad kinds ``streams.events.decode`` rejects (with that rejection code)."""
+"""Bad kinds ``core.events.decode`` rejects (with that rejection code)."""
 WORKER_KINDS = frozenset(
     {"unknown_grid", "unknown_sensor", "unknown_category", "impossible_time", "impossible_value"}
 )

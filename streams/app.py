@@ -28,7 +28,7 @@ import numpy as np
 from faust.types import TP
 from faust.web import Request, Response, View
 
-from gridpulse.settings import Settings
+from core.settings import Settings
 from sinks.base import BatchSink, SinkStopped
 from sinks.base.sink import RetryPolicy
 from sinks.clickhouse.backend import QueryRefused, _Blocking

@@ -1,4 +1,4 @@
-"""Deadline arithmetic on a city's working calendar (``gridpulse.calendar_config``).
+"""Deadline arithmetic on a city's working calendar (``core.calendar_config``).
 
 Everything goes through a *working clock*: the working seconds elapsed between local
 midnight of ``CLOCK_EPOCH`` (in the calendar's timezone) and an instant. It is monotone
@@ -37,7 +37,7 @@ from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from gridpulse.calendar_config import SECONDS_PER_HOUR, WorkingCalendar
+from core.calendar_config import SECONDS_PER_HOUR, WorkingCalendar
 
 Unit = Literal["working_hours", "working_days", "natural_hours"]
 UNITS: tuple[Unit, ...] = ("working_hours", "working_days", "natural_hours")

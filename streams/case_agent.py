@@ -17,14 +17,14 @@ from typing import Any
 
 import pandas as pd
 
-from gridpulse.city import UNLOCATED, City
-from gridpulse.settings import Settings
+from core.city import UNLOCATED, City
+from core.events import CaseEnvelope, CaseEvent, Rejection, SlaAlert, decode
+from core.settings import Settings
 from sinks.base import BatchSink, Checkpoint, LedgerKind, SinkTable
 from sinks.base.sink import RetryPolicy
 from sinks.clickhouse import schema
 from streams.cases import CaseInput, CaseState, from_case_event
-from streams.casework import CaseBook, SlaAlert
-from streams.events import CaseEnvelope, CaseEvent, Rejection, decode
+from streams.casework import CaseBook
 from streams.normalize import CASE_COLUMNS, Source, dead_row
 from streams.normalize import normalize_case as validate_case
 from streams.pipeline import RAW_DEAD_COLUMNS, Message, _stamp, dead_letter_frame, rules_from

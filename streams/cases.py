@@ -20,7 +20,7 @@ sorts before the last applied event (``out_of_order``), and the caller rebuilds 
 each case's received events: it also rebuilds when an event arrives after a later one that
 was refused for arriving too early. Nothing here does I/O or reads the clock.
 
-Deadlines: a stage's time limit comes from the SLA policy (``gridpulse.sla_config``) and runs
+Deadlines: a stage's time limit comes from the SLA policy (``core.sla_config``) and runs
 from ``stage_started_at`` on the city's working calendar, pushed back by the stage's pauses.
 ``stage_deadline`` is only set by an approved extension and then overrides the policy; pauses
 after the approval (``deadline_set_at``) still push it back.
@@ -32,23 +32,15 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from pydantic import TypeAdapter
 
-from streams.events import CaseAction, CaseEvent
+from core.events import CaseEvent
+from core.types import CaseAction, Rating, Stage, TimedStage
 
-Stage = Literal[
-    "accepted", "registered", "rejected", "dispatched", "acknowledged", "handled", "verified",
-    "closed", "voided",
-]  # fmt: skip
-TimedStage = Literal["register", "dispatch", "acknowledge", "handle", "verify", "close"]
-Rating = Literal["satisfied", "basically_satisfied", "dissatisfied"]
 Pause = tuple[datetime, datetime]
 
-STAGES: tuple[Stage, ...] = get_args(Stage)
-TIMED_STAGES: tuple[TimedStage, ...] = get_args(TimedStage)
-ACTIONS: tuple[CaseAction, ...] = get_args(CaseAction)
 TERMINAL: frozenset[Stage] = frozenset({"rejected", "closed", "voided"})
 
 HOTLINE = "hotline"

@@ -12,10 +12,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from pydantic import BaseModel
-
-from gridpulse.calendar_config import WorkingCalendar
-from gridpulse.sla_config import Limit, SlaPolicy
+from core.calendar_config import WorkingCalendar
+from core.events import SlaAlert
+from core.sla_config import Limit, SlaPolicy
 from streams import calendar as wcal
 from streams.cases import (
     Applied,
@@ -117,27 +116,6 @@ def escalation(
     overdue = sc.allowed and (measure(cal, sc.unit, due) - sc.base) / sc.allowed
     return Timer(due.timestamp(), state.case_id, sc.stage, state.stage_seq, state.version,
                  "escalation", level, float(overdue or 0.0))  # fmt: skip
-
-
-class SlaAlert(BaseModel):
-    """A warning, breach or escalation, as published on the SLA topic and stored."""
-
-    alert_id: str
-    kind: str
-    level: int
-    fraction: float
-    case_id: str
-    stage: str
-    stage_seq: int
-    due_at: datetime
-    fired_at: datetime
-    deadline: datetime
-    stage_started_at: datetime
-    grid: str
-    category: str
-    unit: str
-    urgent: bool
-    source: str
 
 
 @dataclass

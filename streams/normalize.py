@@ -17,10 +17,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from gridpulse.city import UNLOCATED_PATH, City, GridPath, Sensor, SensorKind
-from streams.events import (
-    CODE_MAX,
-    CODE_PATTERN,
+from core.city import UNLOCATED_PATH, City, GridPath, Sensor, SensorKind
+from core.events import (
     ID_MAX,
     MAX_READINGS,
     UNIT_MAX,
@@ -33,6 +31,7 @@ from streams.events import (
     SupervisorReport,
     decode,
 )
+from core.types import CODE_MAX, CODE_PATTERN
 
 EVENT_COLUMNS = (
     "event_time", "record_time", "source", "event_id", "ref_id",

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 from aiokafka.partitioner import DefaultPartitioner
 
-from gridpulse.city import UNLOCATED, City
-from gridpulse.settings import Settings
+from core.city import UNLOCATED, City
+from core.settings import Settings
 from sinks.base import Checkpoint, LedgerKind, SinkTable
 from sinks.base.table import CheckpointInfo, Route
 from sinks.clickhouse import schema

@@ -17,7 +17,7 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from gridpulse.settings import WorkerSettings
+from core.settings import WorkerSettings
 
 _MAX_FETCH_BYTES = 16 * 1024 * 1024  # one fetch may carry a whole 16 MB checkpoint
 

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from gridpulse.settings import LocalStackSettings, Settings
+from core.settings import LocalStackSettings, Settings
 from infra.services import ClickHouseServer, LocalStack, free_ports
 
 

@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gridpulse.types import TimeZoneName
-from streams.events import Channel
+from core.events import Channel
+from core.types import TimeZoneName
 
 FORMATS_DIR = Path(__file__).resolve().parent
 
@@ -32,7 +32,7 @@ CHANNELS: frozenset[str] = frozenset(get_args(Channel))
 
 # a subcategory code is "<group>.<name>", lower snake case, and must also be a wire `Code`
 SUBCATEGORY_RE = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
-# grid codes rendered from the template must be wire `Code`s (see streams.events.Code)
+# grid codes rendered from the template must be wire `Code`s (see core.events.Code)
 GRID_CODE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 # the only placeholder a grid template may use: the raw cell value
 TEMPLATE_FIELD = "value"

@@ -24,7 +24,7 @@ def publish_recorded(penv: PipelineEnv, emissions, speed=None) -> tuple[list[Sen
 
 
 def topic_map_default() -> dict[str, str]:
-    from gridpulse.settings import Settings
+    from core.settings import Settings
 
     return topic_map(Settings())
 

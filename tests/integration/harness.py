@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from shapely.geometry import Point, shape
 
-from gridpulse.city import UNLOCATED, City
+from core.city import UNLOCATED, City
 from infra.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

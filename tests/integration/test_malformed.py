@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from gridpulse.city import load_city
+from core.city import load_city
 from sources.simulator import SimConfig, Simulator
 from tests.integration.conftest import publish_recorded
 from tests.integration.harness import PipelineEnv, WorkerProc, expect, wait_processed

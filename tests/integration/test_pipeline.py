@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gridpulse.city import load_city
-from gridpulse.settings import REPO_ROOT
+from core.city import load_city
+from core.settings import REPO_ROOT
 from sources.simulator import SimConfig, Simulator
 from tests.integration.conftest import publish_recorded
 from tests.integration.harness import (

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from gridpulse.settings import REPO_ROOT
+from core.settings import REPO_ROOT
 from sources.formats import load_format
 from sources.replay import read_export
 from tests.integration.conftest import publish_recorded

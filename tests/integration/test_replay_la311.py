@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from shapely.geometry import Point, shape
 
-from gridpulse.city import UNLOCATED, load_city
-from gridpulse.settings import REPO_ROOT
+from core.city import UNLOCATED, load_city
+from core.settings import REPO_ROOT
 from sources.formats import load_format
 from sources.replay import read_export
 from tests.integration.conftest import publish_recorded

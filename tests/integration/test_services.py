@@ -10,7 +10,7 @@ import time
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from gridpulse.settings import Settings
+from core.settings import Settings
 from infra.services import ClickHouseServer, LocalStack, ServiceError, TansuBroker, free_ports
 from infra.topics import TopicError, describe_partitions, ensure_topics
 from tests.services import running_broker, running_clickhouse_server

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gridpulse.city import load_city
+from core.city import load_city
+from core.events import CaseEvent, HotlineRequest, encode
 from sources.emission import Emission
-from streams.events import CaseEvent, HotlineRequest, encode
 from tests.integration.conftest import publish_recorded
 from tests.integration.harness import ROOT, PipelineEnv, WorkerProc, read_topic
 from tests.integration.test_pipeline import SAMPLE

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from gridpulse.calendar_config import WorkingCalendar
-from gridpulse.city import City, load_city
+from core.calendar_config import WorkingCalendar
+from core.city import City, load_city
 from streams.calendar import (
     add_working_seconds,
     deadline,

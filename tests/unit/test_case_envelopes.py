@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from kafka.partitioner.default import murmur2
 
-from gridpulse.settings import REPO_ROOT, Settings
+from core.events import CaseEnvelope, decode
+from core.settings import REPO_ROOT, Settings
 from sinks.clickhouse.backend import ChdbBackend
 from streams.case_agent import CaseRuntime
-from streams.events import CaseEnvelope, decode
 from streams.pipeline import Message, case_envelopes, case_partition, opening_event, schema_settings
 
 NOW = datetime.now(UTC).replace(microsecond=0)

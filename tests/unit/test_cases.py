@@ -5,12 +5,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gridpulse.city import load_city
-from gridpulse.settings import REPO_ROOT
-from gridpulse.sla_config import Limit, SlaPolicy, load_sla
+from core.city import load_city
+from core.events import CaseEvent
+from core.settings import REPO_ROOT
+from core.sla_config import Limit, SlaPolicy, load_sla
+from core.types import ACTIONS, TIMED_STAGES
 from streams import cases as c
 from streams.cases import (
-    ACTIONS,
     Applied,
     CaseInput,
     CaseState,
@@ -30,7 +31,6 @@ from streams.cases import (
     shifting_pauses,
     timed_stage,
 )
-from streams.events import CaseEvent
 
 T0 = datetime(2025, 5, 6, 9, 0, tzinfo=UTC)
 CASE = "C-1"
@@ -537,7 +537,7 @@ def test_shipped_policies_cover_their_city(sla, city):
     subs = set(load_city(REPO_ROOT / "config" / "cities" / f"{city}.yaml").subcategories)
     assert policy.unknown_categories(subs) == []
     for sub in subs:
-        for stage in c.TIMED_STAGES:
+        for stage in TIMED_STAGES:
             for urgent in (False, True):
                 assert policy.limit_for(sub, stage, urgent) is not None, (sub, stage)
 

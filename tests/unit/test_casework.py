@@ -3,9 +3,9 @@ after it queued (no pop-and-push churn on every tick while the case agent is beh
 
 from datetime import UTC, datetime, timedelta
 
-from gridpulse.city import load_city
-from gridpulse.settings import REPO_ROOT
-from gridpulse.sla_config import load_sla
+from core.city import load_city
+from core.settings import REPO_ROOT
+from core.sla_config import load_sla
 from streams.cases import CaseInput
 from streams.casework import CaseBook
 from streams.timers import TimerQueue

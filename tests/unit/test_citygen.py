@@ -11,7 +11,7 @@ import shapely
 import yaml
 from shapely.geometry import box, shape
 
-from gridpulse.city import City
+from core.city import City
 from sources.citygen import CityGenConfig, dump_city, generate_city
 
 SAMPLE = Path(__file__).resolve().parents[2] / "config" / "cities" / "sample.yaml"

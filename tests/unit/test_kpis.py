@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gridpulse.settings import Settings
+from core.settings import Settings
 from sinks.clickhouse.kpis import (
     COUNTDOWN_COLUMNS,
     KEYS,

@@ -4,15 +4,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gridpulse.city import UNLOCATED, load_city
-from gridpulse.settings import REPO_ROOT
-from streams.events import (
+from core.city import UNLOCATED, load_city
+from core.events import (
     HotlineRequest,
     SensorEnvelope,
     SensorReading,
     SupervisorReport,
     encode,
 )
+from core.settings import REPO_ROOT
 from streams.normalize import EVENT_COLUMNS, Rules, Source, hash_caller, normalize_message
 
 CITY = load_city(REPO_ROOT / "tests" / "fixtures" / "tiny_city.yaml")
@@ -144,7 +144,7 @@ def test_deferred_locate_gives_the_same_rows():
 
 
 def test_opening_event_is_a_valid_case_event():
-    from streams.events import decode
+    from core.events import decode
     from streams.pipeline import opening_event
 
     row = {"source": "inspector", "ref_id": "r9", "event_time": NOW.timestamp(),

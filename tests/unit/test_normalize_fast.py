@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
-from gridpulse.city import load_city
-from gridpulse.settings import REPO_ROOT
-from streams.events import SensorReading
+from core.city import load_city
+from core.events import SensorReading
+from core.settings import REPO_ROOT
 from streams.normalize import (
     EVENT_COLUMNS,
     Rules,

@@ -13,7 +13,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from gridpulse.city import load_city
+from core.city import load_city
+from core.events import HotlineRequest, decode
 from sources.formats import FORMATS_DIR, VOID_LIKE, ImportFormat, load_format
 from sources.la_city import build_city, read_frames
 from sources.replay import (
@@ -26,7 +27,6 @@ from sources.replay import (
 )
 from streams.cases import CaseInput, from_case_event
 from streams.cases import replay as replay_case
-from streams.events import HotlineRequest, decode
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("GRIDPULSE_DATA", "/work/shared/data")) / "la311"

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from gridpulse.city import UNLOCATED, City
+from core.city import UNLOCATED, City
+from core.events import Rejection, SensorEnvelope, decode, encode
 from sources.citygen import generate_city
 from sources.publish import pace_wait, timestamp_ms
 from sources.simulator import (
@@ -19,7 +20,6 @@ from sources.simulator import (
     Simulator,
     adjacency,
 )
-from streams.events import Rejection, SensorEnvelope, decode, encode
 from streams.normalize import Rules, Source, normalize_message
 
 GRACE_S = 120  # the worker's default grace (WindowSettings.grace_seconds)

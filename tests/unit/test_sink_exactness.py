@@ -11,12 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gridpulse.settings import REPO_ROOT, Settings
+from core.events import HotlineRequest, SupervisorReport, encode
+from core.settings import REPO_ROOT, Settings
 from sinks.base import LedgerKind, SinkTable
 from sinks.base.sink import BatchSink, RetryPolicy, route_groups
 from sinks.base.table import CheckpointInfo, Route
 from sinks.clickhouse.backend import ChdbBackend
-from streams.events import HotlineRequest, SupervisorReport, encode
 from streams.pipeline import (
     COUNTS_ROUTE,
     Message,

@@ -27,7 +27,7 @@ def test_default_app_keeps_fausts_wait() -> None:
 
 
 def test_consumer_options_keep_fausts_folder_under_the_given_dir(tmp_path) -> None:
-    from gridpulse.settings import WorkerSettings
+    from core.settings import WorkerSettings
     from streams.transport import consumer_options
 
     w = WorkerSettings(fetch_max_wait_ms=40, session_timeout_seconds=9.0)

@@ -15,7 +15,7 @@ from datetime import date, time
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator, model_validator
 
-from gridpulse.types import TimeZoneName
+from core.types import TimeZoneName
 
 SECONDS_PER_HOUR = 3600
 ISO_SATURDAY, ISO_SUNDAY = 6, 7

@@ -15,13 +15,17 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field, model_validator
 
-from gridpulse.calendar_config import WorkingCalendar
-from gridpulse.types import TimeZoneName
+from core.calendar_config import WorkingCalendar
+from core.types import CODE_MAX, CODE_PATTERN, TimeZoneName
 
 StreamName = Literal["inspector", "sensor", "hotline"]
 
-CODE_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-"""What a code must look like to travel in wire messages (see ``streams.events.Code``)."""
+_CODE = re.compile(CODE_PATTERN)
+
+
+def is_code(text: str) -> bool:
+    """Whether ``text`` can travel as a code in wire messages (see ``core.events.Code``)."""
+    return 0 < len(text) <= CODE_MAX and _CODE.match(text) is not None
 
 UNLOCATED = "UNLOCATED"
 """Grid code under which events outside every grid polygon are counted."""
@@ -152,9 +156,11 @@ class City(BaseModel):
         ):  # fmt: skip
             if len(level_codes) != len(set(level_codes)):
                 raise ValueError(f"{level} codes must be unique")
-        bad = [c for c in codes if not CODE_PATTERN.fullmatch(c)]
+        bad = [c for c in codes if not is_code(c)]
         if bad:
-            raise ValueError(f"grid codes must match {CODE_PATTERN.pattern}: {bad[:5]}")
+            raise ValueError(
+                f"grid codes must match {CODE_PATTERN} (at most {CODE_MAX}): {bad[:5]}"
+            )
         for k in self.sensor_kinds:
             if not k.min < k.max:
                 raise ValueError(f"sensor kind {k.code}: min must be below max")

@@ -15,8 +15,8 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
-    from gridpulse.city import City
-    from gridpulse.sla_config import SlaPolicy
+    from core.city import City
+    from core.sla_config import SlaPolicy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CITY = REPO_ROOT / "config" / "cities" / "sample.yaml"
@@ -186,14 +186,14 @@ class Settings(BaseSettings):
 
     @cached_property
     def city(self) -> City:
-        from gridpulse.city import load_city
+        from core.city import load_city
 
         return load_city(self.city_file)
 
 
     @cached_property
     def sla_policy(self) -> SlaPolicy:
-        from gridpulse.sla_config import load_sla
+        from core.sla_config import load_sla
 
         path = self.sla_file
         if path is None:

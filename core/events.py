@@ -9,6 +9,7 @@ many readings.
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -21,11 +22,12 @@ from pydantic import (
     field_validator,
 )
 
+from core.types import CODE_MAX, CODE_PATTERN, CaseAction
+
 SCHEMA_VERSION = 1
 
 # limits shared with the plain-dict fast path of ``streams.normalize`` (one source of truth)
-CODE_PATTERN = r"^[A-Za-z0-9_.\-]+$"
-CODE_MAX, ID_MAX, UNIT_MAX, MAX_READINGS = 64, 128, 32, 100_000
+ID_MAX, UNIT_MAX, MAX_READINGS = 128, 32, 100_000
 
 Code = Annotated[str, Field(min_length=1, max_length=CODE_MAX, pattern=CODE_PATTERN)]
 Id = Annotated[str, Field(min_length=1, max_length=ID_MAX)]
@@ -104,12 +106,6 @@ class HotlineRequest(_Wire):
     text: str = Field(default="", max_length=4000)
 
 
-CaseAction = Literal[
-    "accept", "register", "reject", "dispatch", "acknowledge", "handle", "verify_pass",
-    "verify_fail", "close", "extend", "pause", "resume", "void", "force_close", "follow_up",
-]  # fmt: skip
-
-
 class CaseEvent(_Wire):
     """A transition in a case's lifecycle (accept -> register -> dispatch -> ... -> close)."""
 
@@ -137,6 +133,29 @@ class CaseEnvelope(_Wire):
 
     type: Literal["case.envelope"] = "case.envelope"
     events: list[CaseEvent] = Field(min_length=1, max_length=MAX_READINGS)
+
+
+class SlaAlert(BaseModel):
+    """A warning, breach or escalation of a case stage's deadline, as published on the SLA
+    topic (``<prefix>.sla.events``, key = case id) and stored in ``sla_events``.
+    ``alert_id`` is deterministic: redelivered or re-fired alerts carry the same id."""
+
+    alert_id: str
+    kind: str
+    level: int
+    fraction: float
+    case_id: str
+    stage: str
+    stage_seq: int
+    due_at: datetime
+    fired_at: datetime
+    deadline: datetime
+    stage_started_at: datetime
+    grid: str
+    category: str
+    unit: str
+    urgent: bool
+    source: str
 
 
 IngestMessage = Annotated[

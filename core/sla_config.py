@@ -17,7 +17,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from streams.cases import TimedStage
+from core.types import TimedStage
 
 LimitUnit = Literal["working_hours", "working_days", "natural_hours"]
 
