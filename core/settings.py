@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from core.sla_config import SlaPolicy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE = "gridpulse"
 DEFAULT_CITY = REPO_ROOT / "config" / "cities" / "sample.yaml"
 SLA_DIR = REPO_ROOT / "config" / "sla"
 
@@ -180,6 +181,11 @@ class Settings(BaseSettings):
         return v
 
     @property
+    def database(self) -> str:
+        """The ClickHouse database gridpulse's tables and views live in."""
+        return database_of(self.clickhouse)
+
+    @property
     def bootstrap_servers(self) -> str:
         u = urlparse(self.broker)
         return f"{u.hostname}:{u.port}"
@@ -200,6 +206,13 @@ class Settings(BaseSettings):
             own = SLA_DIR / f"{Path(self.city_file).stem}.yaml"
             path = own if own.exists() and own.stem != "sample" else SLA_DIR / "default.yaml"
         return load_sla(path)
+
+
+def database_of(url: str) -> str:
+    """The database a ClickHouse URL names: ``clickhouse://…/db``, else ``gridpulse``."""
+    u = urlparse(url)
+    name = (u.path or "").strip("/") if u.scheme == "clickhouse" else ""
+    return name or DEFAULT_DATABASE
 
 
 def get_settings(**overrides: object) -> Settings:

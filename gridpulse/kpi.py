@@ -10,8 +10,6 @@ from core.settings import Settings
 from gridpulse.query import run_query
 from sinks.clickhouse import kpis
 
-DB = "gridpulse"
-
 
 def _rows(settings: Settings, sql: str) -> list[list[str]]:
     return [line.split("\t") for line in run_query(settings, sql).splitlines() if line]
@@ -30,7 +28,7 @@ def _pct(value: str) -> str:
 def kpi_table(settings: Settings, level: str, start: datetime, end: datetime) -> str:
     """Counts and rates per unit of ``level`` (rates as percentages)."""
     cols = kpis.columns(level)  # type: ignore[arg-type]
-    rows = _rows(settings, kpis.kpi_sql(DB, level, start, end))  # type: ignore[arg-type]
+    rows = _rows(settings, kpis.kpi_sql(settings.database, level, start, end))  # type: ignore[arg-type]
     out = ["\t".join(cols)]
     for row in rows:
         out.append("\t".join(_pct(v) if c in kpis.RATES else v
@@ -44,7 +42,7 @@ def ranking_table(
     """Units of ``level`` ranked by ``kpi`` (only units with the minimum volume)."""
     if kpi not in kpis.RATES:
         raise ValueError(f"unknown KPI {kpi!r}; one of: {', '.join(kpis.RATES)}")
-    sql = kpis.ranking_sql(DB, level, start, end, kpi)  # type: ignore[arg-type]
+    sql = kpis.ranking_sql(settings.database, level, start, end, kpi)  # type: ignore[arg-type]
     ranked = kpis.rank(_rows(settings, sql))
     zh = kpis.RATES[kpi][2]
     out = [f"rank\t{kpi} ({zh})\tvolume\tunit"]
@@ -54,5 +52,5 @@ def ranking_table(
 
 
 def countdown_table(settings: Settings, limit: int) -> str:
-    sql = kpis.countdown_sql(DB, datetime.now(UTC), limit)
+    sql = kpis.countdown_sql(settings.database, datetime.now(UTC), limit)
     return run_query(settings, sql)

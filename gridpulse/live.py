@@ -29,9 +29,9 @@ class ViewQueries:
 
     def top(self, column: str) -> str:
         return (
-            f"SELECT {column}, sum(n) AS events FROM {self.db}.event_counts_1m "
-            f"WHERE ledger_partition < 0 AND bucket >= (SELECT max(bucket) FROM "
-            f"{self.db}.event_counts_1m) - INTERVAL {self.minutes} MINUTE "
+            f"SELECT {column}, sum(n) AS events FROM {self.db}.counts_1m "
+            f"WHERE bucket >= (SELECT max(bucket) FROM "
+            f"{self.db}.counts_1m) - INTERVAL {self.minutes} MINUTE "
             f"GROUP BY {column} ORDER BY events DESC, {column} LIMIT {TOP_N}"
         )
 
@@ -54,9 +54,9 @@ def _tsv(text: str) -> list[list[str]]:
 
 
 class LiveView:
-    def __init__(self, settings: Settings, db: str = "gridpulse") -> None:
+    def __init__(self, settings: Settings) -> None:
         self.base = f"http://{settings.worker.web_host}:{settings.worker.web_port}"
-        self.q = ViewQueries(db)
+        self.q = ViewQueries(settings.database)
         self.client = httpx.Client(timeout=5)
 
     def _sql(self, sql: str) -> list[list[str]]:

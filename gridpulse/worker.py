@@ -14,10 +14,9 @@ log = logging.getLogger("gridpulse.worker")
 def run_worker(settings: Settings, loglevel: str = "INFO") -> None:
     from faust.worker import Worker
 
+    from gridpulse.store import open_store, store_layout, store_schema
     from infra.topics import ensure_topics
-    from sinks.clickhouse.backend import connect
     from streams.app import create_app
-    from streams.pipeline import schema_settings
 
     _ = settings.city  # validate the city file before touching anything
     ensure_topics(
@@ -26,8 +25,8 @@ def run_worker(settings: Settings, loglevel: str = "INFO") -> None:
         settings.topics.partitions,
         settings.topics.replication_factor,
     )
-    backend = connect(settings.clickhouse)
-    applied = backend.migrate_sync(schema_settings(settings))
+    backend = open_store(settings, migrate=False)
+    applied = backend.migrate_sync(store_schema(settings))
     log.info("ClickHouse %s, migrations applied now: %s", backend.version, applied or "none")
     if settings.worker.use_uvloop:
         try:
@@ -39,7 +38,7 @@ def run_worker(settings: Settings, loglevel: str = "INFO") -> None:
     sys.setswitchinterval(settings.worker.gil_switch_interval_ms / 1000)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    app, _runtime = create_app(settings, backend)
+    app, _runtime = create_app(settings, backend, store_layout(settings))
     worker = Worker(app, loglevel=loglevel, loop=loop, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()

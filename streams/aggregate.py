@@ -9,11 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from core.records import COUNT_KEY
 from streams.windows import TumblingWindow, assign_many
-
-COUNT_KEY = [
-    "district", "street", "community", "grid_code", "category", "subcategory", "source",
-]  # fmt: skip
 
 
 def windowed(
@@ -52,7 +49,7 @@ def count_events(
     _, b_idx = np.unique(start, return_inverse=True)
     composite = (b_idx.astype(np.int64) * n_groups + gid) * 2 + late.astype(np.int64)
     keys, first, n = np.unique(composite, return_index=True, return_counts=True)
-    counts = events[COUNT_KEY].take(first).reset_index(drop=True)
+    counts = events[list(COUNT_KEY)].take(first).reset_index(drop=True)
     counts.insert(0, "bucket", start[first])
     counts["n"] = n.astype(np.int64)
     is_late = (keys & 1).astype(bool)

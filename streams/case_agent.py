@@ -19,40 +19,24 @@ import pandas as pd
 
 from core.city import UNLOCATED, City
 from core.events import CaseEnvelope, CaseEvent, Rejection, SlaAlert, decode
+from core.records import CASE_COLUMNS, CASE_STATE_COLUMNS, OUTCOME_COLUMNS, SLA_ALERT_COLUMNS
 from core.settings import Settings
-from sinks.base import BatchSink, Checkpoint, LedgerKind, SinkTable
-from sinks.base.sink import RetryPolicy
-from sinks.clickhouse import schema
+from sinks.base import BatchSink, Checkpoint, RetryPolicy, SinkTable, Store, StoreLayout
+from sinks.base.store import CASE_EVENTS, CASE_STATE, DEAD_LETTERS, SLA_EVENTS
 from streams.cases import CaseInput, CaseState, from_case_event
 from streams.casework import CaseBook
-from streams.normalize import CASE_COLUMNS, Source, dead_row
+from streams.normalize import Source, dead_row
 from streams.normalize import normalize_case as validate_case
-from streams.pipeline import RAW_DEAD_COLUMNS, Message, _stamp, dead_letter_frame, rules_from
+from streams.pipeline import Message, dead_letter_frame, rules_from, stamp_ingested
 
 log = logging.getLogger("gridpulse.cases")
 
-OUTCOME_COLUMNS = ("outcome", "reason_code", "reason", "stage_after")
-CASE_ROW_COLUMNS = (*CASE_COLUMNS, *OUTCOME_COLUMNS, "ingested_at")
-STATE_COLUMNS = (
-    "case_id", "version", "updated_at", "source", "district", "street", "community",
-    "grid_code", "category", "subcategory", "unit", "urgent", "stage", "opened_at",
-    "registered_at", "rejected_at", "dispatched_at", "acknowledged_at", "handled_at",
-    "verified_at", "closed_at", "voided", "forced", "rework_count", "extension_count",
-    "pause_count", "paused", "stage_started_at", "stage_deadline", "stage_limit_unit",
-    "rating", "follow_up_at", "late_stages",
-)  # fmt: skip
-SLA_COLUMNS = (
-    "alert_id", "fired_at", "due_at", "case_id", "kind", "level", "fraction", "stage",
-    "stage_seq", "deadline", "stage_started_at", "district", "street", "community",
-    "grid_code", "category", "subcategory", "unit", "urgent", "source",
-)  # fmt: skip
-
-
-def case_tables() -> list[SinkTable]:
+def case_tables(layout: StoreLayout) -> list[SinkTable]:
+    """What a case batch is written to: case events with outcomes, dead letters, state."""
     return [
-        SinkTable(schema.CASE_TABLE, "cases", CASE_ROW_COLUMNS, LedgerKind.MAX, _stamp),
-        SinkTable(schema.DEAD_TABLE, "dead", RAW_DEAD_COLUMNS, LedgerKind.MAX, _stamp),
-        SinkTable(schema.CASE_STATE_TABLE, "state", STATE_COLUMNS, LedgerKind.NONE),
+        SinkTable.of(layout.table(CASE_EVENTS), "cases", stamp_ingested),
+        SinkTable.of(layout.table(DEAD_LETTERS), "dead", stamp_ingested),
+        SinkTable.of(layout.table(CASE_STATE), "state"),
     ]
 
 
@@ -64,17 +48,20 @@ class CaseRuntime:
     """State and I/O of the case agent on one worker."""
 
     def __init__(
-        self, settings: Settings, city: City, backend: Any,
+        self, settings: Settings, city: City, store: Store, layout: StoreLayout,
         send: Callable[[str, bytes | None, bytes, float | None, list], Awaitable[Any]],
     ) -> None:  # fmt: skip
         self.settings = settings
         self.city = city
-        self.backend = backend
+        self.store = store
         self.send = send
         self.topic = settings.topics.case
         self.book = CaseBook(settings.sla_policy, city.calendar)
+        self.tables = case_tables(layout)
+        self.case_table = self.tables[0].name
+        self.alert_table = layout.table(SLA_EVENTS)
         self.sink = BatchSink(
-            backend, case_tables(),
+            store, self.tables,
             RetryPolicy(settings.sink.retry_initial_seconds, settings.sink.retry_max_seconds),
         )  # fmt: skip
         self.rules = rules_from(settings)
@@ -94,34 +81,25 @@ class CaseRuntime:
             await self._load(tps)
 
     async def _load(self, tps: set[tuple[str, int]]) -> None:
-        db = self.backend.db
         for topic, part in sorted(tps - self.loaded):
-            where = f"src_topic = '{topic}' AND src_partition = {part}"
-            rows = await self.backend.rows(
-                "SELECT case_id, action, event_ms, grid_code, category, unit, "
-                "toUInt32(deadline), rating, source, event_id "
-                f"FROM {db}.{schema.CASE_TABLE} WHERE {where} AND outcome != 'duplicate' "
-                "ORDER BY src_offset"
-            )
-            fired = await self.backend.rows(
-                f"SELECT alert_id FROM {db}.{schema.SLA_TABLE} WHERE case_id IN "
-                f"(SELECT case_id FROM {db}.{schema.CASE_TABLE} WHERE {where})"
-            )
+            log_entries = await self.store.case_log(topic, part)
+            fired = await self.store.fired_alerts(topic, part)
             events = [
                 CaseInput(
-                    case_id=c, action=a, at=datetime.fromtimestamp(int(ms) / 1000, UTC),
-                    grid=g or None, category=cat or None, unit=u or None,
-                    deadline=datetime.fromtimestamp(int(d), UTC) if int(d) else None,
-                    rating=r or None, source=src or None, event_id=eid,
+                    case_id=e.case_id, action=e.action,
+                    at=datetime.fromtimestamp(e.event_ms / 1000, UTC),
+                    grid=e.grid_code or None, category=e.category or None, unit=e.unit or None,
+                    deadline=datetime.fromtimestamp(e.deadline_s, UTC) if e.deadline_s else None,
+                    rating=e.rating or None, source=e.source or None, event_id=e.event_id,
                 )  # fmt: skip
-                for c, a, ms, g, cat, u, d, r, src, eid in rows
+                for e in log_entries
             ]
-            n = self.book.load(events, [f for (f,) in fired])
+            n = self.book.load(events, fired)
             self.cases_of.setdefault((topic, part), set()).update(e.case_id for e in events)
             self.partition_of.update((e.case_id, part) for e in events)
             # everything stored (case rows or dead letters) has been read before
             stored = 0
-            for table in (schema.CASE_TABLE, schema.DEAD_TABLE):
+            for table in (self.tables[0].name, self.tables[1].name):
                 ledger = await self.sink.next_offsets(table)
                 stored = max(stored, ledger.next_offset((topic, part)))
             if stored - 1 > self.processed.get(part, (-1, 0.0))[0]:
@@ -150,7 +128,7 @@ class CaseRuntime:
             last[tp] = max(last.get(tp, -1), m.offset)
         await self.sink.retrying("rebuilding case state",
                                  lambda: self.ensure_loaded(set(last)))  # fmt: skip
-        ledger = await self.sink.next_offsets(schema.CASE_TABLE)
+        ledger = await self.sink.next_offsets(self.case_table)
         rows: list[tuple] = []
         dead: list[tuple] = []
         for m in msgs:
@@ -210,7 +188,7 @@ class CaseRuntime:
             if state is not None:
                 rows.append(self.snapshot(state, now))
         self.book.changed.clear()
-        return pd.DataFrame(rows, columns=STATE_COLUMNS)
+        return pd.DataFrame(rows, columns=CASE_STATE_COLUMNS)
 
     def snapshot(self, s: CaseState, now: float) -> tuple:
         path = self.city.grid_paths.get(s.grid or "")
@@ -280,15 +258,7 @@ class CaseRuntime:
                 path.community if path else "", a.grid or UNLOCATED, a.category.split(".")[0],
                 a.category, a.unit, int(a.urgent), a.source,
             ))  # fmt: skip
-        frame = pd.DataFrame(rows, columns=SLA_COLUMNS)
-        retry = self.sink.retry
-        attempt = 0
-        while True:
-            try:
-                await self.backend.insert(schema.SLA_TABLE, frame)
-                return
-            except Exception as exc:  # noqa: BLE001 - the store is down: keep the alerts
-                log.warning("sla: storing %d alerts failed (attempt %d): %s",
-                            len(rows), attempt + 1, exc)  # fmt: skip
-                await asyncio.sleep(retry.delay(attempt))
-                attempt += 1
+        frame = pd.DataFrame(rows, columns=SLA_ALERT_COLUMNS)
+        table = self.alert_table.name
+        await self.sink.retrying(f"storing {len(rows)} SLA alerts in {table}",
+                                 lambda: self.store.insert(table, frame))  # fmt: skip

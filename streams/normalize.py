@@ -31,26 +31,8 @@ from core.events import (
     SupervisorReport,
     decode,
 )
+from core.records import EVENT_COLUMNS
 from core.types import CODE_MAX, CODE_PATTERN
-
-EVENT_COLUMNS = (
-    "event_time", "record_time", "source", "event_id", "ref_id",
-    "district", "street", "community", "grid_code", "located_by",
-    "category", "subcategory", "sensor_id", "value", "unit",
-    "reporter_id", "caller_hash", "channel", "lon", "lat", "text",
-    "src_topic", "src_partition", "src_offset", "src_index",
-)  # fmt: skip
-
-CASE_COLUMNS = (
-    "event_time", "record_time", "event_id", "case_id", "action", "grid_code", "category",
-    "unit", "actor", "deadline", "rating", "note", "source", "event_ms",
-    "src_topic", "src_partition", "src_offset", "src_index",
-)  # fmt: skip
-
-DEAD_LETTER_COLUMNS = (
-    "record_time", "src_topic", "src_partition", "src_offset", "src_index",
-    "reason_code", "reason", "payload",
-)  # fmt: skip
 
 NAN = float("nan")
 

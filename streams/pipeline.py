@@ -20,14 +20,13 @@ import pandas as pd
 from aiokafka.partitioner import DefaultPartitioner
 
 from core.city import UNLOCATED, City
+from core.records import COUNT_KEY, DEAD_LETTER_COLUMNS, EVENT_COLUMNS
 from core.settings import Settings
-from sinks.base import Checkpoint, LedgerKind, SinkTable
-from sinks.base.table import CheckpointInfo, Route
-from sinks.clickhouse import schema
-from streams.aggregate import COUNT_KEY, count_events, key_groups, windowed
+from sinks.base import Checkpoint, SinkTable
+from sinks.base.store import DEAD_LETTERS, EVENTS, LATE_COUNTS, StoreLayout, counts_role
+from sinks.base.table import CheckpointInfo
+from streams.aggregate import count_events, key_groups, windowed
 from streams.normalize import (
-    DEAD_LETTER_COLUMNS,
-    EVENT_COLUMNS,
     Rules,
     Source,
     locate_pending,
@@ -35,20 +34,13 @@ from streams.normalize import (
 )
 from streams.windows import TumblingWindow, window_set
 
-RAW_EVENT_COLUMNS = (*EVENT_COLUMNS, "ingested_at", "late")
 CASE_SOURCES = frozenset({"inspector", "hotline"})
 _SOURCE = EVENT_COLUMNS.index("source")
 _SUBCATEGORY = EVENT_COLUMNS.index("subcategory")
 _TOPIC, _PARTITION, _OFFSET = (
     EVENT_COLUMNS.index(c) for c in ("src_topic", "src_partition", "src_offset")
 )
-RAW_DEAD_COLUMNS = (*DEAD_LETTER_COLUMNS, "ingested_at")
-COUNT_COLUMNS, LATE_COLUMNS = schema.COUNT_COLUMNS, schema.LATE_COLUMNS
-# every count table's rows in one insert (schema migration 3 routes them)
-COUNTS_ROUTE = Route(schema.COUNTS_INPUT, schema.ROUTE_COLUMN,
-                     (schema.ROUTE_COLUMN, *LATE_COLUMNS), {"granularity": ""})  # fmt: skip
 _PARTITIONER = DefaultPartitioner()
-_LEDGER_DEFAULTS = {"bucket": 0, "n": 0, **{k: "" for k in COUNT_KEY}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +54,8 @@ class Message:
     value: bytes | None
 
 
-def _stamp(frame: pd.DataFrame, info: CheckpointInfo) -> pd.DataFrame:
+def stamp_ingested(frame: pd.DataFrame, info: CheckpointInfo) -> pd.DataFrame:
+    """``frame`` with the checkpoint's ingest time (raw tables record when rows arrived)."""
     return frame.assign(ingested_at=info.ingested_at)
 
 
@@ -109,38 +102,31 @@ def _late_counts(
         _, late = _count_once(w, tz, grace_s, frame, info)
         if len(late):
             parts.append(_data_rows(late).assign(granularity=w.name))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=LATE_COLUMNS)
+    if not parts:
+        return pd.DataFrame(columns=["granularity", "bucket", *COUNT_KEY, "n"])
+    return pd.concat(parts, ignore_index=True)
 
 
-def build_tables(settings: Settings, city: City) -> list[SinkTable]:
+def build_tables(settings: Settings, city: City, layout: StoreLayout) -> list[SinkTable]:
     """Every table a checkpoint is written to, raw first, then the windowed counts."""
     tz, grace = city.timezone, settings.window.grace_seconds
     windows = window_set(settings.window.bucket_seconds, list(settings.window.rollups))
     tables = [
-        SinkTable(schema.EVENT_TABLE, "events", RAW_EVENT_COLUMNS, LedgerKind.MAX,
-                  partial(_raw_events, windows[0], tz, grace)),
-        SinkTable(schema.DEAD_TABLE, "dead", RAW_DEAD_COLUMNS, LedgerKind.MAX, _stamp),
-    ]  # fmt: skip
-    route = COUNTS_ROUTE if settings.sink.route_counts else None
+        SinkTable.of(layout.table(EVENTS), "events", partial(_raw_events, windows[0], tz, grace)),
+        SinkTable.of(layout.table(DEAD_LETTERS), "dead", stamp_ingested),
+    ]
     for w in windows:
-        tables.append(
-            SinkTable(schema.counts_table(w.name), "events", COUNT_COLUMNS, LedgerKind.SPAN,
-                      partial(_counts, w, tz, grace), _LEDGER_DEFAULTS, route)  # fmt: skip
-        )
-    tables.append(
-        SinkTable(schema.LATE_TABLE, "events", LATE_COLUMNS, LedgerKind.SPAN,
-                  partial(_late_counts, windows, tz, grace),
-                  {**_LEDGER_DEFAULTS, "granularity": ""}, route)  # fmt: skip
-    )
+        tables.append(SinkTable.of(layout.table(counts_role(w.name)), "events",
+                                   partial(_counts, w, tz, grace)))  # fmt: skip
+    tables.append(SinkTable.of(layout.table(LATE_COUNTS), "events",
+                               partial(_late_counts, windows, tz, grace)))  # fmt: skip
     return tables
 
 
-def schema_settings(settings: Settings) -> schema.Settings:
-    windows = window_set(settings.window.bucket_seconds, list(settings.window.rollups))
-    return schema.Settings(
-        raw_retention_days=settings.sink.raw_retention_days,
-        windows=tuple(w.name for w in windows),
-    )
+def window_names(settings: Settings) -> tuple[str, ...]:
+    """The names of the configured windows (base first), as the store's layout takes them."""
+    return tuple(w.name for w in window_set(settings.window.bucket_seconds,
+                                            list(settings.window.rollups)))  # fmt: skip
 
 
 def opening_event(

@@ -40,6 +40,19 @@ class Route:
     defaults: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class TableLayout:
+    """How the store lays out one table: its name, columns (in insert order), ledger kind,
+    the values its ledger rows carry in data columns (span ledgers), and its shared input
+    route, if it takes its rows through one."""
+
+    name: str
+    columns: tuple[str, ...]
+    ledger: LedgerKind
+    ledger_row_defaults: Mapping[str, Any] = field(default_factory=dict)
+    route: Route | None = None
+
+
 @dataclass(frozen=True)
 class SinkTable:
     """``source`` names the frame (e.g. "events") the rows come from; ``derive`` turns the
@@ -54,3 +67,9 @@ class SinkTable:
     derive: Derive = _identity
     ledger_row_defaults: Mapping[str, Any] = field(default_factory=dict)
     route: Route | None = None
+
+    @classmethod
+    def of(cls, layout: TableLayout, source: str, derive: Derive = _identity) -> SinkTable:
+        """The table the store lays out as ``layout``, fed from frame ``source``."""
+        return cls(layout.name, source, layout.columns, layout.ledger, derive,
+                   layout.ledger_row_defaults, layout.route)  # fmt: skip

@@ -21,10 +21,11 @@ from urllib.parse import unquote, urlparse
 
 import pandas as pd
 
+from core.settings import DEFAULT_DATABASE, database_of
 from sinks.base.ledger import Ledger, LedgerKind
+from sinks.base.store import CaseLogEntry, QueryRefused
 from sinks.clickhouse import schema
 
-DEFAULT_DB = "gridpulse"
 _READ_ONLY = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXISTS|EXPLAIN)\b", re.I)
 # One insert must land as one part: never split across threads or blocks. Rows are not
 # pre-merged at insert (optimize_on_insert): summing and replacing tables are read with
@@ -33,18 +34,16 @@ _INSERT_SETTINGS = {"max_insert_threads": 1, "max_partitions_per_insert_block": 
                     "optimize_on_insert": 0}  # fmt: skip
 
 
-class QueryRefused(ValueError):
-    """A statement that is not a read was sent to the read-only query path."""
-
-
 def check_read_only(sql: str) -> str:
     if not _READ_ONLY.match(sql) or ";" in sql.strip().rstrip(";"):
         raise QueryRefused("only a single SELECT/WITH/SHOW/DESCRIBE/EXISTS/EXPLAIN is allowed")
     return sql.strip().rstrip(";")
 
 
-class _Blocking:
-    """Base: a single worker thread for the blocking client, async wrappers around it."""
+class ClickHouseBackend:
+    """A ``sinks.base.store.StoreBackend`` over a blocking ClickHouse client: every call runs
+    on one dedicated thread, with async wrappers for the event loop. Subclasses implement
+    the blocking primitives (``execute_sync``, ``rows_sync``, ``insert_sync``)."""
 
     db: str
 
@@ -132,6 +131,19 @@ class _Blocking:
             done.append(m.version)
         return done
 
+    async def case_log(self, topic: str, partition: int) -> list[CaseLogEntry]:
+        return await self._run(self.case_log_sync, topic, partition)
+
+    def case_log_sync(self, topic: str, partition: int) -> list[CaseLogEntry]:
+        rows = self.rows_sync(schema.case_log_sql(self.db, topic, partition))
+        return [CaseLogEntry(str(c), str(a), int(ms), str(g), str(cat), str(u), int(d), str(r),
+                             str(src), str(eid))
+                for c, a, ms, g, cat, u, d, r, src, eid in rows]  # fmt: skip
+
+    async def fired_alerts(self, topic: str, partition: int) -> list[str]:
+        rows = await self.rows(schema.fired_alerts_sql(self.db, topic, partition))
+        return [str(r[0]) for r in rows]
+
     async def migrate(self, settings: schema.Settings) -> list[int]:
         return await self._run(self.migrate_sync, settings)
 
@@ -146,12 +158,12 @@ def _tsv(v: Any) -> str:
     return str(v).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 
 
-class ChdbBackend(_Blocking):
+class ChdbBackend(ClickHouseBackend):
     """The embedded engine (chdb). Holds the data folder's lock for the process lifetime."""
 
     _lock = threading.Lock()
 
-    def __init__(self, path: str | Path, db: str = DEFAULT_DB) -> None:
+    def __init__(self, path: str | Path, db: str = DEFAULT_DATABASE) -> None:
         super().__init__()
         from chdb import session
 
@@ -188,7 +200,7 @@ class ChdbBackend(_Blocking):
         self._session.close()
 
 
-class NativeBackend(_Blocking):
+class NativeBackend(ClickHouseBackend):
     """A ClickHouse server over the native protocol (clickhouse-driver)."""
 
     def __init__(self, url: str) -> None:
@@ -196,7 +208,7 @@ class NativeBackend(_Blocking):
         from clickhouse_driver import Client
 
         u = urlparse(url)
-        self.db = (u.path or "").strip("/") or DEFAULT_DB
+        self.db = database_of(url)
         self._client = Client(
             host=u.hostname or "127.0.0.1",
             port=u.port or 9000,
@@ -248,7 +260,7 @@ class NativeBackend(_Blocking):
         self._client.disconnect()
 
 
-def connect(url: str) -> _Blocking:
+def connect(url: str) -> ClickHouseBackend:
     """A backend for ``chdb:///path`` or ``clickhouse://user:pw@host:port/db``."""
     u = urlparse(url)
     if u.scheme == "chdb":

@@ -1,9 +1,8 @@
 """KPIs of digital urban management (数字城管) as ClickHouse SQL over the case snapshots.
 
 Every function here is pure: it returns SQL text (or post-processes rows) and never talks to a
-server. The SQL reads ``case_state`` (a ReplacingMergeTree by ``version``, one row per case
-version) with ``FINAL``, or with ``argMax`` where a filter is on a column that changes between
-versions, and sticks to what both the embedded engine (chdb, ClickHouse 26.x) and Debian's
+server. The SQL reads the read-model view ``cases`` (``case_state FINAL``: one row per case,
+its latest version), filtering only outside the view, and sticks to what both the embedded engine (chdb, ClickHouse 26.x) and Debian's
 clickhouse-server 18.16 understand: no CTEs, no window functions, no ``FILTER`` clauses; only
 ``countIf``/``avgIf``/``quantileExactIf`` and subqueries in ``FROM``.
 
@@ -27,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sinks.clickhouse.schema import CASE_STATE_TABLE, CASE_TABLE
+from sinks.clickhouse.schema import CASE_TABLE, CASES_VIEW
 
 Level = Literal["grid", "community", "street", "district", "unit", "city"]
 
@@ -245,7 +244,7 @@ def _flags(db: str, start: datetime, end: datetime, defs: KpiDefinitions,
     keys = ", ".join(sorted({k for ks in KEYS.values() for k in ks}))
     return (
         f"SELECT {keys}, voided, {', '.join(cols)} "
-        f"FROM {db}.{CASE_STATE_TABLE} FINAL "
+        f"FROM {db}.{CASES_VIEW} "
         f"WHERE opened_at >= {_ts(start)} AND opened_at < {_ts(end)}"
     )
 
@@ -383,8 +382,7 @@ def countdown_sql(
     seconds left until it (negative: overdue), most urgent first; cases whose stage has no
     deadline come last with ``remaining_s`` NULL. Paused cases keep their frozen deadline
     and are flagged ``paused``. ``filters``: equality on district/street/community/…"""
-    latest = ", ".join(f"argMax({c}, version) AS {c}" for c in _LATEST)
-    inner = f"SELECT case_id, {latest} FROM {_ident(db)}.{CASE_STATE_TABLE} GROUP BY case_id"
+    inner = f"SELECT case_id, {', '.join(_LATEST)} FROM {_ident(db)}.{CASES_VIEW}"
     where = [f"stage NOT IN ({', '.join(_str(s) for s in TERMINAL)})"]
     for col, value in (filters or {}).items():
         if col not in _FILTERABLE:

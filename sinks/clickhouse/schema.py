@@ -7,12 +7,11 @@ features such as TTL and LowCardinality are used only where the server has them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-COUNT_KEY = (
-    "district", "street", "community", "grid_code", "category", "subcategory", "source",
-)  # fmt: skip
+from core.records import COUNT_KEY
 
 # a count table's columns: the key, then its ledger entry's partition and span (see sinks.base)
 COUNT_COLUMNS = ("bucket", *COUNT_KEY, "ledger_topic", "ledger_partition", "n", "offset_span")
@@ -30,6 +29,18 @@ ROUTE_COLUMN = "target"  # names the count table an input row belongs to
 
 def counts_table(window: str) -> str:
     return f"event_counts_{window}"
+
+
+# the read model: views for people and boards (migration 4); see docs/architecture.md
+CASES_VIEW = "cases"
+SLA_ALERTS_VIEW = "sla_alerts"
+LATE_VIEW = "late_counts"
+COUNT_VIEW_COLUMNS = ("bucket", *COUNT_KEY, "n")
+
+
+def counts_view(window: str) -> str:
+    """The read-model view of ``window``'s counts (data rows only), e.g. ``counts_1h``."""
+    return f"counts_{window}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +175,31 @@ def v3_counts_input(db: str, f: Features, s: Settings) -> list[str]:
     return stmts
 
 
+def v4_read_model(db: str, f: Features, s: Settings) -> list[str]:
+    """The public SQL surface: each count table's data rows without its ledger rows
+    (``counts_<window>``, ``late_counts``: always ``sum(n)``, parts may not be merged yet),
+    one row per case (``cases``) and per fired SLA alert (``sla_alerts``)."""
+    cols = ", ".join(COUNT_VIEW_COLUMNS)
+    stmts = [
+        f"""CREATE VIEW IF NOT EXISTS {db}.{counts_view(w)} AS SELECT {cols}
+            FROM {db}.{counts_table(w)} WHERE ledger_partition < 0"""
+        for w in s.windows
+    ]
+    stmts += [
+        f"""CREATE VIEW IF NOT EXISTS {db}.{LATE_VIEW} AS SELECT granularity, {cols}
+            FROM {db}.{LATE_TABLE} WHERE ledger_partition < 0""",
+        f"CREATE VIEW IF NOT EXISTS {db}.{CASES_VIEW} AS "
+        f"SELECT * FROM {db}.{CASE_STATE_TABLE} FINAL",
+        f"CREATE VIEW IF NOT EXISTS {db}.{SLA_ALERTS_VIEW} AS SELECT * FROM {db}.{SLA_TABLE} FINAL",
+    ]
+    return stmts
+
+
+def read_model_views(s: Settings) -> list[str]:
+    """Names of the read-model views: what boards and users query."""
+    return [*(counts_view(w) for w in s.windows), LATE_VIEW, CASES_VIEW, SLA_ALERTS_VIEW]
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
@@ -177,7 +213,33 @@ MIGRATIONS: list[Migration] = [
               v2_cases),
     Migration(3, "one routed insert for all count tables (Null input, a view per table)",
               v3_counts_input),
+    Migration(4, "read model: counts_<window>, late_counts, cases, sla_alerts views",
+              v4_read_model),
 ]
+
+
+def case_log_sql(db: str, topic: str, partition: int) -> str:
+    """The stored, non-duplicate case events of one case-topic partition, in offset order
+    (``sinks.base.store.CaseLogEntry``'s fields)."""
+    return (
+        "SELECT case_id, action, event_ms, grid_code, category, unit, toUInt32(deadline), "
+        f"rating, source, event_id FROM {db}.{CASE_TABLE} WHERE {_from(topic, partition)} "
+        "AND outcome != 'duplicate' ORDER BY src_offset"
+    )
+
+
+def fired_alerts_sql(db: str, topic: str, partition: int) -> str:
+    """Ids of the SLA alerts fired for the cases of one case-topic partition."""
+    return (
+        f"SELECT alert_id FROM {db}.{SLA_TABLE} WHERE case_id IN "
+        f"(SELECT case_id FROM {db}.{CASE_TABLE} WHERE {_from(topic, partition)})"
+    )
+
+
+def _from(topic: str, partition: int) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._\-]+", topic):
+        raise ValueError(f"not a topic name: {topic!r}")
+    return f"src_topic = '{topic}' AND src_partition = {int(partition)}"
 
 
 def migrations_table(db: str) -> str:

@@ -122,7 +122,7 @@ def test_la311_case_lifecycle_matches_pandas(broker, tmp_path):
         [[alerts]] = worker.query(f"SELECT count() FROM {DB}.sla_events")
         rows = worker.query(
             "SELECT case_id, stage, voided, toUInt32(opened_at), toUInt32(closed_at), "
-            f"late_stages FROM {DB}.case_state FINAL")
+            f"late_stages FROM {DB}.cases")
     finally:
         worker.stop()
     assert total == n + len(case_events)

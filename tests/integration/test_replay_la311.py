@@ -63,12 +63,11 @@ def test_la311_hourly_counts_per_council(broker, tmp_path):
         assert len(sent) == len(emissions) == 19_999
         wait_processed([worker], ends)
         rows = worker.query(
-            "SELECT grid_code, bucket, sum(n) FROM gridpulse.event_counts_1h "
-            "WHERE ledger_partition < 0 AND source = 'hotline' "
+            "SELECT grid_code, bucket, sum(n) FROM gridpulse.counts_1h "
+            "WHERE source = 'hotline' "
             "GROUP BY grid_code, bucket HAVING sum(n) > 0")
         got = Counter({(g, to_epoch(b)): int(n) for g, b, n in rows})
-        [[late]] = worker.query("SELECT sum(n) FROM gridpulse.late_event_counts "
-                                "WHERE ledger_partition < 0")
+        [[late]] = worker.query("SELECT sum(n) FROM gridpulse.late_counts")
         [[dead]] = worker.query("SELECT count() FROM gridpulse.dead_letters")
     finally:
         worker.stop()

@@ -86,7 +86,7 @@ def test_exact_warnings_and_breaches(broker, tmp_path, kill_at):
         import json
         assert {json.loads(r.value)["alert_id"] for r in published} == expected_ids()
         states = dict(worker.query(
-            "SELECT case_id, stage FROM gridpulse.case_state FINAL ORDER BY case_id"))
+            "SELECT case_id, stage FROM gridpulse.cases ORDER BY case_id"))
         assert states == {"H-r0": "registered", "H-r1": "registered", "H-r2": "registered",
                           "H-r3": "accepted"}
         # leadership's view through the CLI (served by this worker's query view)

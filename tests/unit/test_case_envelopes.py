@@ -11,9 +11,10 @@ from kafka.partitioner.default import murmur2
 
 from core.events import CaseEnvelope, decode
 from core.settings import REPO_ROOT, Settings
+from gridpulse.store import store_layout, store_schema
 from sinks.clickhouse.backend import ChdbBackend
 from streams.case_agent import CaseRuntime
-from streams.pipeline import Message, case_envelopes, case_partition, opening_event, schema_settings
+from streams.pipeline import Message, case_envelopes, case_partition, opening_event
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -71,7 +72,7 @@ def test_case_agent_applies_envelope_events_and_dead_letters_bad_ones(tmp_path) 
     settings = Settings(city_file=REPO_ROOT / "tests" / "fixtures" / "tiny_city.yaml",
                         clickhouse=f"chdb://{tmp_path}")  # fmt: skip
     backend = ChdbBackend(tmp_path / "chdb")
-    backend.migrate_sync(schema_settings(settings))
+    backend.migrate_sync(store_schema(settings))
     sent: list = []
 
     async def send(*args):
@@ -80,7 +81,7 @@ def test_case_agent_applies_envelope_events_and_dead_letters_bad_ones(tmp_path) 
         fut.set_result(None)
         return fut
 
-    runtime = CaseRuntime(settings, settings.city, backend, send)
+    runtime = CaseRuntime(settings, settings.city, backend, store_layout(settings), send)
     opened = _opened(3, random.Random(2))
     bad = json.loads(opened[1][1])
     bad["grid"] = "NO-SUCH-GRID"
@@ -110,8 +111,8 @@ def test_old_single_case_events_still_apply(tmp_path) -> None:
     """A case event sent alone (by an external system) keeps working next to envelopes."""
     settings = Settings(city_file=REPO_ROOT / "tests" / "fixtures" / "tiny_city.yaml")
     backend = ChdbBackend(tmp_path / "chdb")
-    backend.migrate_sync(schema_settings(settings))
-    runtime = CaseRuntime(settings, settings.city, backend, None)
+    backend.migrate_sync(store_schema(settings))
+    runtime = CaseRuntime(settings, settings.city, backend, store_layout(settings), None)
     case_id, payload, _ = _opened(1, random.Random(3))[0]
     register = json.dumps({
         "v": 1, "type": "case.event", "event_id": "reg-1", "case_id": case_id,

@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.records import CASE_STATE_COLUMNS as STATE_COLUMNS
 from core.settings import Settings
+from gridpulse.store import store_schema
 from sinks.clickhouse.kpis import (
     COUNTDOWN_COLUMNS,
     KEYS,
@@ -29,8 +31,6 @@ from sinks.clickhouse.kpis import (
     ranking_sql,
     ratio,
 )
-from streams.case_agent import STATE_COLUMNS
-from streams.pipeline import schema_settings
 
 START = datetime(2025, 3, 1, tzinfo=UTC)
 END = datetime(2025, 4, 1, tzinfo=UTC)
@@ -58,7 +58,7 @@ def backend(tmp_path_factory):
 
 def fresh_db(be, name: str) -> str:
     be.db = f"kpi_{name}_{next(_dbs)}"
-    be.migrate_sync(schema_settings(Settings()))
+    be.migrate_sync(store_schema(Settings()))
     be.execute_sync(f"SYSTEM STOP MERGES {be.db}.case_state")  # keep old versions in parts
     return be.db
 
@@ -453,7 +453,7 @@ def test_kpi_sql_runs_on_clickhouse_18_16(clickhouse_server):
     try:
         assert be.version.startswith("18."), be.version  # the oldest server we support
         be.execute_sync("DROP DATABASE IF EXISTS gp_kpis")
-        be.migrate_sync(schema_settings(Settings()))
+        be.migrate_sync(store_schema(Settings()))
         rows, paused_ev, _ = random_cases(seed=11, n=600)
         insert(be, rows)
         insert(be, [older(r) for r in rows[::4]])

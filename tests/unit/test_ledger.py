@@ -41,7 +41,7 @@ def test_redelivered_checkpoint_adds_no_span():
 
 
 def test_chunk_by_bytes_keeps_order_and_bounds_size():
-    from streams.app import chunk_by_bytes
+    from streams.batching import chunk_by_bytes
     from streams.pipeline import Message
 
     msgs = [Message("t", 0, i, 0.0, b"x" * n) for i, n in enumerate([5, 5, 5, 20, 1, 1])]

@@ -12,8 +12,9 @@ from core.events import (
     SupervisorReport,
     encode,
 )
+from core.records import EVENT_COLUMNS
 from core.settings import REPO_ROOT
-from streams.normalize import EVENT_COLUMNS, Rules, Source, hash_caller, normalize_message
+from streams.normalize import Rules, Source, hash_caller, normalize_message
 
 CITY = load_city(REPO_ROOT / "tests" / "fixtures" / "tiny_city.yaml")
 RULES = Rules(max_future_skew_s=300, max_age_s=30 * 86400, caller_salt=b"salt")

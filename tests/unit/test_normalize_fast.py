@@ -13,9 +13,9 @@ from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from core.city import load_city
 from core.events import SensorReading
+from core.records import EVENT_COLUMNS
 from core.settings import REPO_ROOT
 from streams.normalize import (
-    EVENT_COLUMNS,
     Rules,
     Source,
     _event_row,

@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from streams.app import pipelined
+from streams.batching import pipelined
 
 
 class FakeStream:

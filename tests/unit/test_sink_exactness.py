@@ -13,17 +13,19 @@ from hypothesis import strategies as st
 
 from core.events import HotlineRequest, SupervisorReport, encode
 from core.settings import REPO_ROOT, Settings
+from gridpulse.store import store_layout, store_schema
 from sinks.base import LedgerKind, SinkTable
 from sinks.base.sink import BatchSink, RetryPolicy, route_groups
 from sinks.base.table import CheckpointInfo, Route
 from sinks.clickhouse.backend import ChdbBackend
-from streams.pipeline import (
-    COUNTS_ROUTE,
-    Message,
-    Normalizer,
-    build_tables,
-    schema_settings,
-)
+from sinks.clickhouse.tables import COUNTS_ROUTE
+from streams.pipeline import Message, Normalizer
+from streams.pipeline import build_tables as _build_tables
+
+
+def build_tables(settings, city):
+    return _build_tables(settings, city, store_layout(settings))
+
 
 SETTINGS = Settings(city_file=REPO_ROOT / "tests" / "fixtures" / "tiny_city.yaml")
 CITY = SETTINGS.city
@@ -118,7 +120,7 @@ def rows(backend, sql):
                                st.integers(0, 60)), min_size=1, max_size=12))
 def test_exact_under_redelivery_and_partial_writes(backend, seed, plan):
     backend.db = f"exact{next(_db)}"
-    backend.migrate_sync(schema_settings(SETTINGS))
+    backend.migrate_sync(store_schema(SETTINGS))
     rng = random.Random(seed)
     messages = make_messages(rng, 300)
     asyncio.run(replay(backend, messages, plan))
@@ -178,7 +180,7 @@ class FailingRoute:
                                    ("event_counts_5m", "event_counts_1d", "late_event_counts")])
 def test_a_routed_insert_failing_part_way_stays_exact(backend, reach):
     backend.db = f"exact{next(_db)}"
-    backend.migrate_sync(schema_settings(SETTINGS))
+    backend.migrate_sync(store_schema(SETTINGS))
     messages = make_messages(random.Random(7), 300)
     store = FailingRoute(backend, reach, fails=2)
     sink = BatchSink(store, build_tables(SETTINGS, CITY), RetryPolicy(0.01, 0.05))
@@ -204,7 +206,7 @@ def test_a_routed_insert_failing_part_way_stays_exact(backend, reach):
 def test_per_table_inserts_stay_exact(backend):
     """``route_counts`` off (e.g. Distributed count tables): one insert per table."""
     backend.db = f"exact{next(_db)}"
-    backend.migrate_sync(schema_settings(SETTINGS))
+    backend.migrate_sync(store_schema(SETTINGS))
     per_table = SETTINGS.model_copy(update={"sink": SETTINGS.sink.model_copy(
         update={"route_counts": False})})
     assert all(t.route is None for t in build_tables(per_table, CITY))
@@ -233,9 +235,9 @@ def test_upgrade_to_routed_counts_keeps_counting_exactly(backend, monkeypatch):
         update={"route_counts": False})})
     with monkeypatch.context() as m:
         m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
-        assert backend.migrate_sync(schema_settings(SETTINGS)) == [1, 2]
+        assert backend.migrate_sync(store_schema(SETTINGS)) == [1, 2]
     asyncio.run(replay(backend, messages[:150], [(60, None, 0), (90, None, 0)], old))
-    assert backend.migrate_sync(schema_settings(SETTINGS)) == [3]
+    assert backend.migrate_sync(store_schema(SETTINGS)) == [3, 4]
     # the new worker resumes from an older committed offset: redelivery across the upgrade
     asyncio.run(replay(backend, messages[100:], [(80, None, 0), (40, 0b0110000, 20)]))
     check_tables(backend, messages)
