@@ -10,31 +10,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core.settings import REPO_ROOT, Settings
+from gridpulse.cities import city_path
 
-CITIES = REPO_ROOT / "config" / "cities"
 FORMATS = REPO_ROOT / "sources" / "formats"
-
-
-def _city_path(name: str) -> Path:
-    p = Path(name)
-    if p.suffix in (".yaml", ".yml") and p.exists():
-        return p
-    candidate = CITIES / f"{name}.yaml"
-    if not candidate.exists():
-        known = ", ".join(sorted(q.stem for q in CITIES.glob("*.yaml")))
-        raise SystemExit(f"unknown city {name!r}: give a YAML path or one of: {known}")
-    return candidate
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides = {}
     if getattr(args, "city", None):
-        overrides["city_file"] = _city_path(args.city)
+        overrides["city_file"] = city_path(args.city)
     return Settings(**overrides)  # type: ignore[arg-type]
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from infra.services import LocalStack
+    from infra.stack import LocalStack
 
     s = _settings(args)
     stack = LocalStack(s, durable=args.durable, with_clickhouse_server=args.clickhouse_server)
@@ -45,14 +34,14 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from infra.services import LocalStack
+    from infra.stack import LocalStack
 
     LocalStack(_settings(args)).down()
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from infra.services import LocalStack
+    from infra.stack import LocalStack
 
     stack = LocalStack(_settings(args))
     print(stack.format_status(stack.status()))
@@ -133,11 +122,11 @@ def cmd_countdown(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.cases:
-        from gridpulse.bench_cases import run_case_bench
+        from gridpulse.bench.cases import run_case_bench
 
         result = run_case_bench(args.cases)
     else:
-        from gridpulse.bench import run_bench
+        from gridpulse.bench.run import run_bench
 
         result = run_bench(args)
     if args.json:

@@ -41,7 +41,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 def run_all(settings: Settings, args: argparse.Namespace) -> int:
     from gridpulse.live import LiveView
-    from infra.services import LocalStack
+    from infra.stack import LocalStack
 
     logs = settings.data_dir / "logs"
     stack = LocalStack(settings, durable=args.durable, with_clickhouse_server=False)

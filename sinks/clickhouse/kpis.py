@@ -2,9 +2,10 @@
 
 Every function here is pure: it returns SQL text (or post-processes rows) and never talks to a
 server. The SQL reads the read-model view ``cases`` (``case_state FINAL``: one row per case,
-its latest version), filtering only outside the view, and sticks to what both the embedded engine (chdb, ClickHouse 26.x) and Debian's
-clickhouse-server 18.16 understand: no CTEs, no window functions, no ``FILTER`` clauses; only
-``countIf``/``avgIf``/``quantileExactIf`` and subqueries in ``FROM``.
+its latest version), filtering only outside the view, and sticks to what both the embedded
+engine (chdb, ClickHouse 26.x) and Debian's clickhouse-server 18.16 understand: no CTEs, no
+window functions, no ``FILTER`` clauses; only ``countIf``/``avgIf``/``quantileExactIf`` and
+subqueries in ``FROM``.
 
 The formulas, and which parts of them a city can change through ``KpiDefinitions``, are
 documented in ``docs/kpis.md``. In short:

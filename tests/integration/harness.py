@@ -8,8 +8,6 @@ would otherwise go unseen.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -24,7 +22,8 @@ import httpx
 from shapely.geometry import Point, shape
 
 from core.city import UNLOCATED, City
-from infra.services import free_port
+from infra.ports import free_port
+from infra.processes import Child
 
 ROOT = Path(__file__).resolve().parents[2]
 GRACE_S = 120
@@ -72,40 +71,26 @@ class WorkerProc:
         self.penv = penv
         self.port = free_port()
         self.log = penv.data_dir / f"worker-{name}-{self.port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
+        self.child = Child(
+            [sys.executable, "-m", "gridpulse.cli", "worker", "--loglevel", "WARNING"],
+            penv.env(self.port), self.log, self.port, cwd=ROOT, name="worker", http_timeout=30,
+        )
+        self.http = self.child.http
 
     def start(self) -> WorkerProc:
         self.penv.data_dir.mkdir(parents=True, exist_ok=True)
-        fh = open(self.log, "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gridpulse.cli", "worker", "--loglevel", "WARNING"],
-            cwd=ROOT, env=self.penv.env(self.port), stdout=fh, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.child.start()
         return self
 
     def log_tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
+        return self.child.tail(n)
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.child.alive()
 
     def wait_ready(self, timeout: float = 90) -> WorkerProc:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise RuntimeError(f"worker exited early:\n{self.log_tail()}")
-            try:
-                if self.http.get("/stats/").status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise TimeoutError(f"worker not ready in {timeout}s:\n{self.log_tail()}")
+        self.child.wait_ready("/stats/", timeout, poll_s=0.3)
+        return self
 
     def stats(self) -> dict[str, Any]:
         return self.http.get("/stats/").json()
@@ -116,21 +101,10 @@ class WorkerProc:
         return [line.split("\t") for line in r.text.splitlines() if line]
 
     def kill(self) -> None:
-        if self.alive():
-            assert self.proc is not None
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        self.child.kill()
 
     def stop(self, timeout: float = 30) -> None:
-        if not self.alive():
-            return
-        assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        self.child.stop(timeout)
 
 
 def wait_processed(workers: list[WorkerProc], ends: dict[str, int], timeout: float = 180) -> None:
@@ -246,8 +220,8 @@ def to_epoch(value: str) -> int:
 
 def actual_counts(query, db: str, window: str) -> Counter:
     rows = query(
-        f"SELECT bucket, grid_code, subcategory, source, sum(n) FROM {db}.event_counts_{window} "
-        "WHERE ledger_partition < 0 GROUP BY bucket, grid_code, subcategory, source "
+        f"SELECT bucket, grid_code, subcategory, source, sum(n) FROM {db}.counts_{window} "
+        "GROUP BY bucket, grid_code, subcategory, source "
         "HAVING sum(n) > 0"
     )
     return Counter({(to_epoch(b), g, s, src): int(n) for b, g, s, src, n in rows})
@@ -255,8 +229,8 @@ def actual_counts(query, db: str, window: str) -> Counter:
 
 def actual_late(query, db: str, window: str) -> Counter:
     rows = query(
-        f"SELECT bucket, grid_code, subcategory, source, sum(n) FROM {db}.late_event_counts "
-        f"WHERE granularity = '{window}' AND ledger_partition < 0 "
+        f"SELECT bucket, grid_code, subcategory, source, sum(n) FROM {db}.late_counts "
+        f"WHERE granularity = '{window}' "
         "GROUP BY bucket, grid_code, subcategory, source HAVING sum(n) > 0"
     )
     return Counter({(to_epoch(b), g, s, src): int(n) for b, g, s, src, n in rows})

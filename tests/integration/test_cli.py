@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.services import free_ports
+from infra.ports import free_ports
 from tests.integration.harness import ROOT
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,11 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from core.settings import Settings
-from infra.services import ClickHouseServer, LocalStack, ServiceError, TansuBroker, free_ports
+from infra.broker import TansuBroker
+from infra.clickhouse_server import ClickHouseServer
+from infra.ports import free_ports
+from infra.service import ServiceError
+from infra.stack import LocalStack
 from infra.topics import TopicError, describe_partitions, ensure_topics
 from tests.services import running_broker, running_clickhouse_server
 

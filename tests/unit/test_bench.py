@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from gridpulse.bench import Progress, covered, ends_of, summarize_collapsed, verdict
+from gridpulse.bench.kafka import ends_of
+from gridpulse.bench.measure import Progress, covered
+from gridpulse.bench.pyspy import summarize_collapsed
+from gridpulse.bench.report import verdict
 
 
 def test_steady_rate_excludes_the_wait_before_first_progress() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from gridpulse.bench_cases import DUE_COUNTS, format_table, run_case_bench
+from gridpulse.bench.cases import DUE_COUNTS, format_table, run_case_bench
 
 # a Wednesday afternoon in Shanghai: working-hour clocks run
 NOW = datetime(2026, 11, 18, 6, 0, tzinfo=UTC).timestamp()

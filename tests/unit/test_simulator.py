@@ -224,3 +224,48 @@ def test_a_simulator_runs_once(city: City) -> None:
     list(sim)
     with pytest.raises(RuntimeError):
         iter(sim)
+
+
+def test_a_seed_pins_the_output(city: City) -> None:
+    """Seed 7 gives these counts, ids and truth (on numpy's current Generator streams)."""
+    sim, ems = run(
+        city,
+        start=MORNING,
+        duration_s=600,
+        bad_fraction=0.05,
+        incident_every_s=300,
+        burst_minutes=(1, 3),
+        spike_minutes=(1, 2),
+        silence_minutes=(1, 2),
+    )
+    streams = Counter(e.stream for e in ems)
+    assert streams == {"inspector": 530, "hotline": 654, "sensor": 1064, "case": 12}
+    assert Counter(e.bad_kind for e in ems if e.bad_kind) == {
+        "bad_json": 38,
+        "schema": 29,
+        "impossible_time": 20,
+        "wrong_topic": 15,
+        "unknown_grid": 9,
+        "impossible_value": 7,
+        "empty": 6,
+        "unknown_category": 6,
+        "unknown_sensor": 3,
+    }
+    assert sum(e.readings for e in ems) == 14842
+    good = [e.message for e in ems if e.bad_kind is None and e.stream != "sensor"]
+    assert [m.event_id for m in good[:6]] == [  # type: ignore[union-attr]
+        "hot-7-000000004",
+        "hot-7-000000003",
+        "ins-7-000000001",
+        "ins-7-000000005",
+        "ins-7-000000004",
+        "ins-7-000000007",
+    ]
+    assert [(i.id, i.events, i.suppressed) for i in sim.truth()][:6] == [
+        ("burst-7-1", 20, 0),
+        ("burst-7-2", 29, 0),
+        ("spike-7-3", 3, 0),
+        ("spike-7-4", 2, 0),
+        ("silence-7-5", 0, 3),
+        ("silence-7-6", 0, 3),
+    ]
