@@ -341,3 +341,58 @@ def test_receiver_refuses_tampered_stale_and_wrongly_signed_requests_over_http()
     assert sum(rejected.values()) == 4
     assert rejected["webhook-timestamp outside the tolerance"] == 1
     assert rejected["no matching signature"] == 2
+
+
+def test_stage_end_to_end_sla_breach_to_signed_webhook_and_escalation_without_input():
+    """Raw sla.events messages → grouped webhook to the street team; nobody acks, so on
+    ticks alone the district duty officer is paged; an ack via the dispatcher stops the rest."""
+    from alerts.stage import AlertStage
+
+    team, duty = Site("team"), Site("duty", fmt="alertmanager")
+    cfg = parse_config({
+        "board_url": "https://grafana.example/d/cases",
+        "route": {"receiver": "team", "group_by": ["street"], "group_wait": "30s",
+                  "group_interval": "5m",
+                  "escalation": {"steps": [{"after": "15m", "receiver": "duty"},
+                                           {"after": "30m", "receiver": "duty"}]}},
+        "receivers": [{"name": "team", "webhook": team.webhook()},
+                      {"name": "duty", "webhook": duty.webhook()}],
+    })  # fmt: skip
+    now = {"t": T0}
+    stage = AlertStage(cfg, InMemoryOutbox(), lambda g: ("Xicheng", "Jinrong", "Fengsheng"),
+                       is_working_time=lambda t: True, environ=environ(team, duty),
+                       clock=lambda: now["t"], poll_interval=0.01)  # fmt: skip
+
+    def raw(i: int, urgent: bool) -> dict:
+        t = T0.isoformat()
+        return {"alert_id": f"A{i}", "kind": "breach", "level": 0, "case_id": f"H-{i}",
+                "stage": "dispatch", "due_at": t, "fired_at": t, "deadline": t, "grid": "G1",
+                "category": "litter", "unit": "sanitation", "urgent": urgent,
+                "source": "hotline", "caller_hash": "f" * 64}  # fmt: skip
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        delivery = asyncio.create_task(stage.notifier.run(stop))
+        assert [stage.on_sla_event(raw(i, urgent=i == 0)) for i in range(3)] == [True] * 3
+        assert stage.on_sla_event(raw(1, urgent=False)) is False  # redelivered message
+        for minute in range(0, 40):  # a tick a minute, no new input
+            now["t"] = T0 + timedelta(minutes=minute, seconds=30)
+            stage.tick()
+            if minute == 20:
+                critical = next(iter(stage.dispatcher.open_alerts()))
+                stage.dispatcher.ack(critical.alert.fingerprint, "li.wei", now["t"])
+        await wait_for(lambda: not stage.notifier.outbox.pending())
+        stop.set()
+        await delivery
+        await stage.aclose()
+
+    with running(team, duty):
+        asyncio.run(run())
+    (team_id,) = team.inbox.snapshot()[0]
+    body = team.inbox.payloads[team_id]
+    assert body["reason"] == "group" and len(body["alerts"]) == 3
+    assert "f" * 64 not in str(body) and body["alerts"][0]["annotations"]["board_url"]
+    (duty_id,) = duty.inbox.snapshot()[0]  # step 1 at 15 min; acked before step 2 at 30 min
+    page = duty.inbox.payloads[duty_id]
+    assert page["version"] == "4" and [a["labels"]["case"] for a in page["alerts"]] == ["H-0"]
+    assert page["alerts"][0]["labels"]["severity"] == "critical"
