@@ -24,6 +24,7 @@ services:
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: install services lint
 	$(BIN)/python -m pytest -q

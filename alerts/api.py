@@ -150,10 +150,16 @@ def silence_view(s: Silence, now: datetime) -> dict[str, Any]:
 
 
 def _error(status: int, message: str, **headers: str) -> web.HTTPException:
-    cls = {400: web.HTTPBadRequest, 401: web.HTTPUnauthorized, 403: web.HTTPForbidden,
-           404: web.HTTPNotFound, 409: web.HTTPConflict}[status]  # fmt: skip
-    return cls(text=json.dumps({"error": message}), content_type="application/json",
-               headers=headers)  # fmt: skip
+    cls = {
+        400: web.HTTPBadRequest,
+        401: web.HTTPUnauthorized,
+        403: web.HTTPForbidden,
+        404: web.HTTPNotFound,
+        409: web.HTTPConflict,
+    }[status]
+    return cls(
+        text=json.dumps({"error": message}), content_type="application/json", headers=headers
+    )
 
 
 def make_app(
@@ -200,9 +206,18 @@ def make_app(
 
     async def list_audit(request: web.Request) -> web.Response:
         need(request, "viewer")
-        return web.json_response([{"at": _iso(e.at), "who": e.who, "action": e.action,
-                                   "target": e.target, "detail": e.detail}
-                                  for e in dispatcher.audit])  # fmt: skip
+        return web.json_response(
+            [
+                {
+                    "at": _iso(e.at),
+                    "who": e.who,
+                    "action": e.action,
+                    "target": e.target,
+                    "detail": e.detail,
+                }
+                for e in dispatcher.audit
+            ]
+        )
 
     async def add_silence(request: web.Request) -> web.Response:
         who = need(request, "operator")

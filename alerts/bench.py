@@ -35,10 +35,21 @@ class StormResult:
 
 
 def _raw(i: int, t: datetime, streets: int) -> dict:
-    return {"alert_id": f"A{i}", "kind": "breach", "level": 0, "case_id": f"H-{i}",
-            "stage": "dispatch", "due_at": t, "fired_at": t, "deadline": t,
-            "grid": f"G{i % (streets * 10)}", "category": "litter", "unit": "sanitation",
-            "urgent": False, "source": "hotline"}  # fmt: skip
+    return {
+        "alert_id": f"A{i}",
+        "kind": "breach",
+        "level": 0,
+        "case_id": f"H-{i}",
+        "stage": "dispatch",
+        "due_at": t,
+        "fired_at": t,
+        "deadline": t,
+        "grid": f"G{i % (streets * 10)}",
+        "category": "litter",
+        "unit": "sanitation",
+        "urgent": False,
+        "source": "hotline",
+    }
 
 
 def storm(
@@ -60,10 +71,17 @@ def storm(
     inbox.handle = timed  # type: ignore[method-assign]
     server = ReceiverServer(inbox).start()
     try:
-        cfg = DispatchConfig.model_validate({
-            "route": {"receiver": "r", "group_by": ["street"], "group_wait": "30s",
-                      "group_interval": "1m"},
-            "receivers": ["r"]})  # fmt: skip
+        cfg = DispatchConfig.model_validate(
+            {
+                "route": {
+                    "receiver": "r",
+                    "group_by": ["street"],
+                    "group_wait": "30s",
+                    "group_interval": "1m",
+                },
+                "receivers": ["r"],
+            }
+        )
         d = Dispatcher(cfg)
 
         def locate(grid: str) -> tuple[str, str, str]:
@@ -78,8 +96,9 @@ def storm(
         for w in range(1, extra_waves + 1):
             now = t0 + timedelta(seconds=30) + w * timedelta(minutes=1)
             for k in range(0, streets, 10):
-                d.ingest(alert_from_sla(_raw(breaches + w * streets + k, now, streets), locate),
-                         now)  # fmt: skip
+                d.ingest(
+                    alert_from_sla(_raw(breaches + w * streets + k, now, streets), locate), now
+                )
             notes += d.tick(now)
         c2 = time.perf_counter()
 
@@ -90,12 +109,21 @@ def storm(
             s.sign(f"n{i}", 1_700_000_000, body)
         sign_us = (time.perf_counter() - k0) / 2000 * 1e6
 
-        hook = WebhookConfig(name="r", url=server.url, secret_env=["S"],
-                             concurrency=concurrency, rate_per_s=100_000, burst=1000)  # fmt: skip
+        hook = WebhookConfig(
+            name="r",
+            url=server.url,
+            secret_env=["S"],
+            concurrency=concurrency,
+            rate_per_s=100_000,
+            burst=1000,
+        )
 
         async def deliver() -> tuple[float, dict[str, float]]:
-            nt = Notifier([webhook_integration(hook, environ={"S": secret})], InMemoryOutbox(),
-                          poll_interval=0.05)  # fmt: skip
+            nt = Notifier(
+                [webhook_integration(hook, environ={"S": secret})],
+                InMemoryOutbox(),
+                poll_interval=0.05,
+            )
             submitted: dict[str, float] = {}
             d0 = time.perf_counter()
             for n in notes:

@@ -176,8 +176,11 @@ def alert_from_sla(raw: Mapping[str, Any], locate: Locate, board_url: str = "") 
     """
     event = SlaEventIn.model_validate(raw)
     district, street, community = locate(event.grid)
-    what = {"warning": "approaching its deadline", "breach": "past its deadline",
-            "escalation": "escalated"}[event.kind]  # fmt: skip
+    what = {
+        "warning": "approaching its deadline",
+        "breach": "past its deadline",
+        "escalation": "escalated",
+    }[event.kind]
     summary = f"Case {event.case_id} ({event.category}, stage {event.stage}) is {what}"
     evidence = (
         f"level {event.level}; due {event.due_at.isoformat()}; deadline "

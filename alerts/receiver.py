@@ -208,8 +208,10 @@ def _printer(out: Path | None) -> Callable[[str, dict[str, Any]], None]:
     def show(wid: str, payload: dict[str, Any]) -> None:
         for a in payload.get("alerts", []):
             labels, ann = a.get("labels", {}), a.get("annotations", {})
-            print(f"{wid} {a.get('status')} {labels.get('severity', '')} "
-                  f"{ann.get('summary', '')}", flush=True)  # fmt: skip
+            print(
+                f"{wid} {a.get('status')} {labels.get('severity', '')} {ann.get('summary', '')}",
+                flush=True,
+            )
         if out is not None:
             with out.open("a") as f:
                 f.write(json.dumps({"webhook_id": wid, "payload": payload}) + "\n")

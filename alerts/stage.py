@@ -47,10 +47,16 @@ class AlertStage:
         self.locate = locate
         self.clock = clock
         self.dispatcher = Dispatcher(config.dispatch(), is_working_time)
-        integrations = [webhook_integration(w, config.external_url, environ)
-                        for w in config.webhooks()]  # fmt: skip
-        self.notifier = Notifier(integrations, outbox, muter=self.dispatcher.mute_reason,
-                                 clock=clock, poll_interval=poll_interval)  # fmt: skip
+        integrations = [
+            webhook_integration(w, config.external_url, environ) for w in config.webhooks()
+        ]
+        self.notifier = Notifier(
+            integrations,
+            outbox,
+            muter=self.dispatcher.mute_reason,
+            clock=clock,
+            poll_interval=poll_interval,
+        )
 
     def on_sla_event(self, raw: Mapping[str, Any]) -> bool:
         """One decoded ``sla.events`` message; False if it changed nothing (a redelivery).
@@ -60,8 +66,9 @@ class AlertStage:
 
     def on_warning(self, warning: EarlyWarning) -> bool:
         """One early-warning revision; False if it changed nothing."""
-        return self.dispatcher.ingest(alert_from_warning(warning, self.config.board_url),
-                                      self.clock())  # fmt: skip
+        return self.dispatcher.ingest(
+            alert_from_warning(warning, self.config.board_url), self.clock()
+        )
 
     def tick(self) -> list[SubmitOutcome]:
         """Flush due groups and escalations now, and accept the notifications for delivery."""

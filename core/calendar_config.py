@@ -81,9 +81,8 @@ class WorkingCalendar(BaseModel):
     def model_post_init(self, __context: object) -> None:
         # hashed once: the arithmetic's caches hash the calendar on every call
         self._hash = hash(
-            (self.timezone, self.work_periods, self.weekend, self.holidays,
-             self.adjusted_workdays)
-        )  # fmt: skip
+            (self.timezone, self.work_periods, self.weekend, self.holidays, self.adjusted_workdays)
+        )
 
     def __hash__(self) -> int:
         # read the slot directly: pydantic's private-attribute lookup costs ~2 µs per call
@@ -98,8 +97,3 @@ class WorkingCalendar(BaseModel):
     def seconds_per_working_day(self) -> float:
         """Sum of the work periods' wall-clock lengths, in seconds."""
         return sum(_wall_seconds(e) - _wall_seconds(s) for s, e in self.work_periods)
-
-
-def default_calendar(timezone: str) -> WorkingCalendar:
-    """The calendar a city gets when its config has none: default periods, Sat/Sun off."""
-    return WorkingCalendar(timezone=timezone)

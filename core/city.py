@@ -27,6 +27,7 @@ def is_code(text: str) -> bool:
     """Whether ``text`` can travel as a code in wire messages (see ``core.events.Code``)."""
     return 0 < len(text) <= CODE_MAX and _CODE.match(text) is not None
 
+
 UNLOCATED = "UNLOCATED"
 """Grid code under which events outside every grid polygon are counted."""
 
@@ -149,11 +150,13 @@ class City(BaseModel):
         for level, level_codes in (
             ("district", [d.code for d in self.districts]),
             ("street", [s.code for d in self.districts for s in d.streets]),
-            ("community", [c.code for d in self.districts for s in d.streets
-                           for c in s.communities]),
+            (
+                "community",
+                [c.code for d in self.districts for s in d.streets for c in s.communities],
+            ),
             ("grid", codes),
             ("sensor", [s.id for s in self.sensors]),
-        ):  # fmt: skip
+        ):
             if len(level_codes) != len(set(level_codes)):
                 raise ValueError(f"{level} codes must be unique")
         bad = [c for c in codes if not is_code(c)]

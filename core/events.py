@@ -159,8 +159,7 @@ class SlaAlert(BaseModel):
 
 
 IngestMessage = Annotated[
-    SupervisorReport | SensorReading | SensorEnvelope | HotlineRequest | CaseEvent
-    | CaseEnvelope,
+    SupervisorReport | SensorReading | SensorEnvelope | HotlineRequest | CaseEvent | CaseEnvelope,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(IngestMessage)

@@ -196,7 +196,6 @@ class Settings(BaseSettings):
 
         return load_city(self.city_file)
 
-
     @cached_property
     def sla_policy(self) -> SlaPolicy:
         from core.sla_config import load_sla
@@ -213,7 +212,3 @@ def database_of(url: str) -> str:
     u = urlparse(url)
     name = (u.path or "").strip("/") if u.scheme == "clickhouse" else ""
     return name or DEFAULT_DATABASE
-
-
-def get_settings(**overrides: object) -> Settings:
-    return Settings(**overrides)  # type: ignore[arg-type]

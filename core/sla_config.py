@@ -116,9 +116,10 @@ class SlaPolicy(_Model):
         """Policy keys that name neither a known subcategory nor its top-level category."""
         tops = {top_level(c) for c in known}
         return [
-            p.category for p in self.policies
+            p.category
+            for p in self.policies
             if p.category != ANY_CATEGORY and p.category not in known | tops
-        ]  # fmt: skip
+        ]
 
 
 def load_sla(path: str | Path) -> SlaPolicy:

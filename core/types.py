@@ -26,9 +26,16 @@ CODE_PATTERN = r"^[A-Za-z0-9_.\-]+$"
 CODE_MAX = 64
 
 Stage = Literal[
-    "accepted", "registered", "rejected", "dispatched", "acknowledged", "handled", "verified",
-    "closed", "voided",
-]  # fmt: skip
+    "accepted",
+    "registered",
+    "rejected",
+    "dispatched",
+    "acknowledged",
+    "handled",
+    "verified",
+    "closed",
+    "voided",
+]
 """Where a case stands (受理 立案 不予立案 派遣 签收 处置 核查 结案 作废)."""
 
 TimedStage = Literal["register", "dispatch", "acknowledge", "handle", "verify", "close"]
@@ -37,9 +44,22 @@ TimedStage = Literal["register", "dispatch", "acknowledge", "handle", "verify", 
 Rating = Literal["satisfied", "basically_satisfied", "dissatisfied"]
 
 CaseAction = Literal[
-    "accept", "register", "reject", "dispatch", "acknowledge", "handle", "verify_pass",
-    "verify_fail", "close", "extend", "pause", "resume", "void", "force_close", "follow_up",
-]  # fmt: skip
+    "accept",
+    "register",
+    "reject",
+    "dispatch",
+    "acknowledge",
+    "handle",
+    "verify_pass",
+    "verify_fail",
+    "close",
+    "extend",
+    "pause",
+    "resume",
+    "void",
+    "force_close",
+    "follow_up",
+]
 
 STAGES: tuple[Stage, ...] = get_args(Stage)
 TIMED_STAGES: tuple[TimedStage, ...] = get_args(TimedStage)

@@ -146,8 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="City grid-management stream processing: broker -> Faust -> ClickHouse.",
     )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--city", default=argparse.SUPPRESS,
-                        help="city name under config/cities (sample, la) or a YAML path")
+    common.add_argument(
+        "--city",
+        default=argparse.SUPPRESS,
+        help="city name under config/cities (sample, la) or a YAML path",
+    )
     p.add_argument("--city", help="city name under config/cities (sample, la) or a YAML path")
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -156,8 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = add("up", help="start the local broker (and optionally clickhouse-server)")
     up.add_argument("--durable", action="store_true", help="S3-backed broker via SeaweedFS")
-    up.add_argument("--clickhouse-server", action="store_true",
-                    help="also start Debian's clickhouse-server")  # fmt: skip
+    up.add_argument(
+        "--clickhouse-server", action="store_true", help="also start Debian's clickhouse-server"
+    )
     up.set_defaults(fn=cmd_up)
     add("down", help="stop what `up` started").set_defaults(fn=cmd_down)
     add("status", help="what is running").set_defaults(fn=cmd_status)
@@ -169,23 +173,41 @@ def build_parser() -> argparse.ArgumentParser:
     sim = add("simulate", help="publish simulated city streams")
     sim.add_argument("--seed", type=int, default=7)
     sim.add_argument("--duration", type=float, default=3600.0, help="simulated seconds")
-    sim.add_argument("--speed", type=float, default=1.0,
-                     help="simulated seconds per wall second; 0 = as fast as possible")
+    sim.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="simulated seconds per wall second; 0 = as fast as possible",
+    )
     sim.add_argument("--rate", type=float, default=1.0, help="rate multiplier")
     sim.add_argument("--start", help="simulated start time (ISO 8601); default now")
     sim.add_argument("--truth", help="write injected incidents (ground truth) to this JSONL")
-    sim.add_argument("--single-readings", action="store_true",
-                     help="one message per sensor reading instead of gateway envelopes")
-    sim.add_argument("--bad-fraction", type=float, default=None,
-                     help="fraction of deliberately malformed messages")  # fmt: skip
+    sim.add_argument(
+        "--single-readings",
+        action="store_true",
+        help="one message per sensor reading instead of gateway envelopes",
+    )
+    sim.add_argument(
+        "--bad-fraction",
+        type=float,
+        default=None,
+        help="fraction of deliberately malformed messages",
+    )
     sim.set_defaults(fn=cmd_simulate)
 
     rep = add("replay", help="publish a real 311 export as hotline requests")
     rep.add_argument("file")
-    rep.add_argument("--format", default="la311",
-                     help=f"an import format under {FORMATS} (e.g. la311) or a YAML path")
-    rep.add_argument("--speed", type=float, default=0.0,
-                     help="event-time seconds per wall second; 0 = as fast as possible")
+    rep.add_argument(
+        "--format",
+        default="la311",
+        help=f"an import format under {FORMATS} (e.g. la311) or a YAML path",
+    )
+    rep.add_argument(
+        "--speed",
+        type=float,
+        default=0.0,
+        help="event-time seconds per wall second; 0 = as fast as possible",
+    )
     rep.set_defaults(fn=cmd_replay)
 
     q = add("query", help="read-only SQL against the configured ClickHouse (TSV)")
@@ -193,8 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(fn=cmd_query)
 
     k = add("kpi", help="case KPIs (立案率, 结案率, 按期结案率, …) per unit, or a ranking")
-    k.add_argument("--level", default="street",
-                   choices=["grid", "community", "street", "district", "unit", "city"])
+    k.add_argument(
+        "--level",
+        default="street",
+        choices=["grid", "community", "street", "district", "unit", "city"],
+    )
     k.add_argument("--start", required=True, help="period start (ISO date/time, UTC if naive)")
     k.add_argument("--end", required=True, help="period end, exclusive")
     k.add_argument("--rank", help="rank units by this rate, e.g. on_time_close_rate")
@@ -207,15 +232,31 @@ def build_parser() -> argparse.ArgumentParser:
     b = add("bench", help="end-to-end benchmark on a private local stack")
     b.add_argument("--json", help="also write the results to this file")
     b.add_argument("--seconds", type=float, default=20.0, help="length of each measured run")
-    b.add_argument("--phases", default="all",
-                   help="comma list: aiokafka,faust-take,faust-iter,single,envelopes,latency")
-    b.add_argument("--latency-rate", type=float, default=None,
-                   help="msg/s of the latency run (default: half the single-event rate)")
-    b.add_argument("--profile", metavar="DIR",
-                   help="py-spy the worker in phases 3-4; raw stacks and hot spots to DIR")
+    b.add_argument(
+        "--phases",
+        default="all",
+        help="comma list: aiokafka,faust-take,faust-iter,single,envelopes,latency",
+    )
+    b.add_argument(
+        "--latency-rate",
+        type=float,
+        default=None,
+        help="msg/s of the latency run (default: half the single-event rate)",
+    )
+    b.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="py-spy the worker in phases 3-4; raw stacks and hot spots to DIR",
+    )
     b.add_argument("--keep", action="store_true", help="keep the temp dir (logs) afterwards")
-    b.add_argument("--cases", type=int, metavar="N", const=1_000_000, nargs="?",
-                   help="instead: SLA case timers with N open cases in process (default 1 M)")
+    b.add_argument(
+        "--cases",
+        type=int,
+        metavar="N",
+        const=1_000_000,
+        nargs="?",
+        help="instead: SLA case timers with N open cases in process (default 1 M)",
+    )
     b.set_defaults(fn=cmd_bench)
 
     r = add("run", help="local stack + worker + simulator + live view until Ctrl-C")

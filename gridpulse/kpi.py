@@ -31,14 +31,13 @@ def kpi_table(settings: Settings, level: str, start: datetime, end: datetime) ->
     rows = _rows(settings, kpis.kpi_sql(settings.database, level, start, end))  # type: ignore[arg-type]
     out = ["\t".join(cols)]
     for row in rows:
-        out.append("\t".join(_pct(v) if c in kpis.RATES else v
-                             for c, v in zip(cols, row, strict=True)))  # fmt: skip
+        out.append(
+            "\t".join(_pct(v) if c in kpis.RATES else v for c, v in zip(cols, row, strict=True))
+        )
     return "\n".join(out) + "\n"
 
 
-def ranking_table(
-    settings: Settings, level: str, start: datetime, end: datetime, kpi: str
-) -> str:
+def ranking_table(settings: Settings, level: str, start: datetime, end: datetime, kpi: str) -> str:
     """Units of ``level`` ranked by ``kpi`` (only units with the minimum volume)."""
     if kpi not in kpis.RATES:
         raise ValueError(f"unknown KPI {kpi!r}; one of: {', '.join(kpis.RATES)}")

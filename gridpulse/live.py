@@ -80,15 +80,20 @@ class LiveView:
             f"batch {stats['last_batch_ms']:.0f} ms",
         )
         if sink["waiting_for_store_s"]:
-            head.add_row(f"[b red]ClickHouse unavailable for {sink['waiting_for_store_s']}s: "
-                         f"{sink['last_error'][:80]}[/]")  # fmt: skip
+            head.add_row(
+                f"[b red]ClickHouse unavailable for {sink['waiting_for_store_s']}s: "
+                f"{sink['last_error'][:80]}[/]"
+            )
         held = not_fetching(stats.get("fetch", {}))
         if held and lag:
             head.add_row(f"[yellow]not fetching: {held}[/]")
         tables = Table.grid(padding=(0, 4))
         panels = []
-        for title, column in (("top grids", "grid_code"), ("top categories", "subcategory"),
-                              ("by source", "source")):  # fmt: skip
+        for title, column in (
+            ("top grids", "grid_code"),
+            ("top categories", "subcategory"),
+            ("by source", "source"),
+        ):
             t = Table(title=f"{title} (last {self.q.minutes} min)", show_edge=False)
             t.add_column(column)
             t.add_column("events", justify="right")

@@ -24,8 +24,11 @@ def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     fh = open(log, "ab")  # noqa: SIM115 - owned by the child for its lifetime
     return subprocess.Popen(
         [sys.executable, "-m", "gridpulse.cli", *args],
-        stdout=fh, stderr=subprocess.STDOUT, env=os.environ.copy(), start_new_session=True,
-    )  # fmt: skip
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+        env=os.environ.copy(),
+        start_new_session=True,
+    )
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -52,10 +55,20 @@ def run_all(settings: Settings, args: argparse.Namespace) -> int:
         worker = _spawn([*city, "worker", "--loglevel", "WARNING"], logs / "worker.log")
         cleanup.callback(_stop, worker)
         sim = _spawn(
-            [*city, "simulate", "--seed", str(args.seed), "--speed", str(args.speed),
-             "--rate", str(args.rate), "--duration", str(30 * 86_400)],
+            [
+                *city,
+                "simulate",
+                "--seed",
+                str(args.seed),
+                "--speed",
+                str(args.speed),
+                "--rate",
+                str(args.rate),
+                "--duration",
+                str(30 * 86_400),
+            ],
             logs / "simulator.log",
-        )  # fmt: skip
+        )
         cleanup.callback(_stop, sim)
         print(f"logs in {logs}; Ctrl-C stops everything")
         try:

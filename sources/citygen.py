@@ -43,8 +43,12 @@ class CityGenConfig(BaseModel):
     jitter: float = 0.2
     households: tuple[int, int] = (220, 420)
     sensors_per_kind: dict[str, int] = {
-        "water_level": 250, "manhole_tilt": 400, "pm25": 150, "noise": 300, "bin_fill": 400,
-    }  # fmt: skip
+        "water_level": 250,
+        "manhole_tilt": 400,
+        "pm25": 150,
+        "noise": 300,
+        "bin_fill": 400,
+    }
     sensor_margin: float = 0.1  # keep sensors this far (cell fraction) from a cell's edges
     decimals: int = 6
     shuffle_rounds: int = 200  # random +1/-1 moves that vary community and street sizes
@@ -52,10 +56,14 @@ class CityGenConfig(BaseModel):
 
 DISTRICTS = [("Gulou", "鼓楼区"), ("Taijiang", "台江区")]
 STREETS = [
-    ("Dongjie", "东街街道"), ("Nanjie", "南街街道"), ("Wenquan", "温泉街道"),
-    ("Gudong", "鼓东街道"), ("Yingzhou", "瀛洲街道"), ("Houzhou", "后洲街道"),
+    ("Dongjie", "东街街道"),
+    ("Nanjie", "南街街道"),
+    ("Wenquan", "温泉街道"),
+    ("Gudong", "鼓东街道"),
+    ("Yingzhou", "瀛洲街道"),
+    ("Houzhou", "后洲街道"),
     ("Yizhou", "义洲街道"),
-]  # fmt: skip
+]
 COMMUNITY_STEMS = str.split(
     "三坊 七巷 乌山 屏山 西湖 温泉 琴亭 冶山 华林 树兜 湖前 杨桥 洪山 铜盘 双抛 达明 茶亭 福新 "
     "鳌峰 三保 洋头 河口 排尾 中亭 新港 帮洲 苍霞 南公 亚峰 青年 龙峰 光明 东升 水部 五一 "
@@ -66,13 +74,18 @@ SURNAMES = list("陈林黄张李王吴刘蔡杨郑许谢郭洪曾邱廖赖周")
 GIVEN = list("秀英美玲建华志强丽娟伟明晓燕国平小红文杰海峰春梅")
 
 SENSOR_KINDS: list[dict[str, Any]] = [
-    {"code": "water_level", "name": "Water level (road / river)", "unit": "m",
-     "min": 0.0, "max": 10.0},
+    {
+        "code": "water_level",
+        "name": "Water level (road / river)",
+        "unit": "m",
+        "min": 0.0,
+        "max": 10.0,
+    },
     {"code": "manhole_tilt", "name": "Manhole cover tilt", "unit": "deg", "min": 0.0, "max": 90.0},
     {"code": "pm25", "name": "PM2.5", "unit": "µg/m³", "min": 0.0, "max": 1000.0},
     {"code": "noise", "name": "Noise level", "unit": "dB", "min": 20.0, "max": 140.0},
     {"code": "bin_fill", "name": "Waste bin fill level", "unit": "%", "min": 0.0, "max": 100.0},
-]  # fmt: skip
+]
 
 # China's public holidays and 调休 working days, from the State Council General Office notices
 # 国务院办公厅关于2025年部分节假日安排的通知 / 关于2026年部分节假日安排的通知.
@@ -92,10 +105,18 @@ CN_HOLIDAY_RANGES: list[tuple[date, date]] = [  # inclusive (first, last) days o
     (date(2026, 10, 1), date(2026, 10, 7)),  # 国庆节
 ]
 CN_ADJUSTED_WORKDAYS: list[date] = [
-    date(2025, 1, 26), date(2025, 2, 8), date(2025, 4, 27), date(2025, 9, 28),
-    date(2025, 10, 11), date(2026, 1, 4), date(2026, 2, 14), date(2026, 2, 28),
-    date(2026, 5, 9), date(2026, 9, 20), date(2026, 10, 10),
-]  # fmt: skip
+    date(2025, 1, 26),
+    date(2025, 2, 8),
+    date(2025, 4, 27),
+    date(2025, 9, 28),
+    date(2025, 10, 11),
+    date(2026, 1, 4),
+    date(2026, 2, 14),
+    date(2026, 2, 28),
+    date(2026, 5, 9),
+    date(2026, 9, 20),
+    date(2026, 10, 10),
+]
 WORK_PERIODS = [("08:30", "12:00"), ("14:00", "17:30")]
 WEEKEND = [6, 7]  # ISO weekday numbers: Saturday, Sunday
 CALENDAR_COMMENT = (
@@ -107,34 +128,64 @@ CALENDAR_COMMENT = (
 
 _I, _H, _S = "inspector", "hotline", "sensor"
 CATEGORIES: list[tuple[str, str, str, list[tuple[str, str, str, list[str]]]]] = [
-    ("sanitation", "Sanitation", "环境卫生", [
-        ("overflowing_bin", "Overflowing bin", "垃圾满溢", [_I, _H, _S]),
-        ("exposed_garbage", "Exposed garbage", "暴露垃圾", [_I, _H]),
-        ("street_cleanliness", "Street cleanliness", "道路不洁", [_I, _H]),
-    ]),
-    ("facilities", "Public facilities", "市政设施", [
-        ("broken_streetlight", "Broken streetlight", "路灯损坏", [_I, _H]),
-        ("damaged_road", "Damaged road", "道路破损", [_I, _H]),
-        ("manhole_cover", "Manhole cover missing or damaged", "井盖缺失破损", [_I, _H, _S]),
-    ]),
-    ("order", "City order", "市容秩序", [
-        ("illegal_construction", "Illegal construction", "违章搭建", [_I, _H]),
-        ("street_vending", "Street vending", "占道经营", [_I, _H]),
-        ("illegal_parking", "Illegal parking", "违规停车", [_I, _H]),
-    ]),
-    ("disputes", "Disputes", "矛盾纠纷", [
-        ("neighbour_dispute", "Neighbour dispute", "邻里纠纷", [_I, _H]),
-        ("noise_complaint", "Noise complaint", "噪音扰民", [_I, _H, _S]),
-    ]),
-    ("safety", "Safety hazards", "安全隐患", [
-        ("fire_hazard", "Fire hazard", "消防隐患", [_I, _H]),
-        ("hazardous_structure", "Hazardous structure", "危房隐患", [_I, _H]),
-    ]),
-    ("environment", "Environment", "生态环境", [
-        ("water_logging", "Water logging", "道路积水", [_I, _H, _S]),
-        ("air_quality", "Air quality", "空气污染", [_H, _S]),
-    ]),
-]  # fmt: skip
+    (
+        "sanitation",
+        "Sanitation",
+        "环境卫生",
+        [
+            ("overflowing_bin", "Overflowing bin", "垃圾满溢", [_I, _H, _S]),
+            ("exposed_garbage", "Exposed garbage", "暴露垃圾", [_I, _H]),
+            ("street_cleanliness", "Street cleanliness", "道路不洁", [_I, _H]),
+        ],
+    ),
+    (
+        "facilities",
+        "Public facilities",
+        "市政设施",
+        [
+            ("broken_streetlight", "Broken streetlight", "路灯损坏", [_I, _H]),
+            ("damaged_road", "Damaged road", "道路破损", [_I, _H]),
+            ("manhole_cover", "Manhole cover missing or damaged", "井盖缺失破损", [_I, _H, _S]),
+        ],
+    ),
+    (
+        "order",
+        "City order",
+        "市容秩序",
+        [
+            ("illegal_construction", "Illegal construction", "违章搭建", [_I, _H]),
+            ("street_vending", "Street vending", "占道经营", [_I, _H]),
+            ("illegal_parking", "Illegal parking", "违规停车", [_I, _H]),
+        ],
+    ),
+    (
+        "disputes",
+        "Disputes",
+        "矛盾纠纷",
+        [
+            ("neighbour_dispute", "Neighbour dispute", "邻里纠纷", [_I, _H]),
+            ("noise_complaint", "Noise complaint", "噪音扰民", [_I, _H, _S]),
+        ],
+    ),
+    (
+        "safety",
+        "Safety hazards",
+        "安全隐患",
+        [
+            ("fire_hazard", "Fire hazard", "消防隐患", [_I, _H]),
+            ("hazardous_structure", "Hazardous structure", "危房隐患", [_I, _H]),
+        ],
+    ),
+    (
+        "environment",
+        "Environment",
+        "生态环境",
+        [
+            ("water_logging", "Water logging", "道路积水", [_I, _H, _S]),
+            ("air_quality", "Air quality", "空气污染", [_H, _S]),
+        ],
+    ),
+]
 
 
 def vary_sizes(
@@ -182,10 +233,13 @@ def community_blocks(cfg: CityGenConfig, rng: np.random.Generator) -> list[list[
         )
         edges = np.concatenate([[0], np.cumsum(widths)])
         band_blocks = [
-            [(i, j) for j in range(band * cfg.band_rows, (band + 1) * cfg.band_rows)
-             for i in range(int(a), int(b))]
+            [
+                (i, j)
+                for j in range(band * cfg.band_rows, (band + 1) * cfg.band_rows)
+                for i in range(int(a), int(b))
+            ]
             for a, b in zip(edges[:-1], edges[1:], strict=True)
-        ]  # fmt: skip
+        ]
         blocks.extend(band_blocks if band % 2 == 0 else band_blocks[::-1])
     return blocks
 
@@ -203,20 +257,27 @@ def community_names(rng: np.random.Generator, n: int) -> list[str]:
 def point_in_cell(v: np.ndarray, i: int, j: int, u: float, w: float) -> tuple[float, float]:
     """Bilinear point of a convex cell: a convex combination of its corners, so inside."""
     p = (
-        (1 - u) * (1 - w) * v[i, j] + u * (1 - w) * v[i + 1, j]
-        + u * w * v[i + 1, j + 1] + (1 - u) * w * v[i, j + 1]
-    )  # fmt: skip
+        (1 - u) * (1 - w) * v[i, j]
+        + u * (1 - w) * v[i + 1, j]
+        + u * w * v[i + 1, j + 1]
+        + (1 - u) * w * v[i, j + 1]
+    )
     return float(p[0]), float(p[1])
 
 
 def categories() -> list[dict[str, Any]]:
     return [
-        {"code": code, "name": name, "name_zh": zh, "subcategories": [
-            {"code": f"{code}.{s}", "name": sn, "name_zh": sz, "streams": list(streams)}
-            for s, sn, sz, streams in subs
-        ]}
+        {
+            "code": code,
+            "name": name,
+            "name_zh": zh,
+            "subcategories": [
+                {"code": f"{code}.{s}", "name": sn, "name_zh": sz, "streams": list(streams)}
+                for s, sn, sz, streams in subs
+            ],
+        }
         for code, name, zh, subs in CATEGORIES
-    ]  # fmt: skip
+    ]
 
 
 def sample_calendar(timezone: str) -> dict[str, Any]:
@@ -242,8 +303,9 @@ def generate_city(seed: int, cfg: CityGenConfig | None = None) -> dict[str, Any]
     v = lattice_vertices(cfg, rng)
     blocks = community_blocks(cfg, rng)
     n_streets = sum(cfg.streets_per_district)
-    street_sizes = vary_sizes(rng, n_streets, len(blocks), *cfg.street_communities,
-                              cfg.shuffle_rounds)  # fmt: skip
+    street_sizes = vary_sizes(
+        rng, n_streets, len(blocks), *cfg.street_communities, cfg.shuffle_rounds
+    )
     names = community_names(rng, len(blocks))
     cell_of: dict[str, tuple[int, int]] = {}
     districts: list[dict[str, Any]] = []
@@ -265,14 +327,17 @@ def generate_city(seed: int, cfg: CityGenConfig | None = None) -> dict[str, Any]
                     owner += 1
                     gcode = f"{ccode}G{g:02d}"
                     cell_of[gcode] = (i, j)
-                    grids.append({
-                        "code": gcode,
-                        "name": f"{names[k]}第{g}网格",
-                        "owner": f"owner-{owner:04d} {person_name(rng)}",
-                        "households": int(rng.integers(cfg.households[0],
-                                                       cfg.households[1] + 1)),
-                        "polygon": {"type": "Polygon", "coordinates": [cell_ring(v, i, j)]},
-                    })  # fmt: skip
+                    grids.append(
+                        {
+                            "code": gcode,
+                            "name": f"{names[k]}第{g}网格",
+                            "owner": f"owner-{owner:04d} {person_name(rng)}",
+                            "households": int(
+                                rng.integers(cfg.households[0], cfg.households[1] + 1)
+                            ),
+                            "polygon": {"type": "Polygon", "coordinates": [cell_ring(v, i, j)]},
+                        }
+                    )
                 comms.append({"code": ccode, "name": names[k], "grids": grids})
             streets.append({"code": scode, "name": f"{s_zh} ({s_py})", "communities": comms})
         d_py, d_zh = DISTRICTS[(d - 1) % len(DISTRICTS)]
@@ -364,8 +429,9 @@ def compact(city: dict[str, Any]) -> dict[str, Any]:
 
 
 def dump_city(city: dict[str, Any]) -> str:
-    text = yaml.dump(compact(city), Dumper=_Dumper, allow_unicode=True, sort_keys=False,
-                     width=YAML_WIDTH)  # fmt: skip
+    text = yaml.dump(
+        compact(city), Dumper=_Dumper, allow_unicode=True, sort_keys=False, width=YAML_WIDTH
+    )
     return text.replace("\ncalendar:\n", "\n" + CALENDAR_COMMENT + "calendar:\n", 1)
 
 

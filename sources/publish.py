@@ -50,10 +50,15 @@ class PublishStats:
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (``dataclasses.asdict`` would mangle the Counters)."""
         return {
-            "messages": dict(self.messages), "readings": self.readings, "bad": dict(self.bad),
-            "bytes": self.bytes, "failed": self.failed, "first_error": self.first_error,
-            "elapsed_s": self.elapsed_s, "total": self.total,
-        }  # fmt: skip
+            "messages": dict(self.messages),
+            "readings": self.readings,
+            "bad": dict(self.bad),
+            "bytes": self.bytes,
+            "failed": self.failed,
+            "first_error": self.first_error,
+            "elapsed_s": self.elapsed_s,
+            "total": self.total,
+        }
 
 
 def timestamp_ms(ts: datetime) -> int:
@@ -113,10 +118,13 @@ def publish(
         raise ValueError("speed and max_rate must be positive (or None for no limit)")
     cfg = settings or ProducerSettings()
     producer = KafkaProducer(
-        bootstrap_servers=bootstrap, acks=cfg.acks, linger_ms=cfg.linger_ms,
-        batch_size=cfg.batch_size, max_request_size=cfg.max_request_size,
+        bootstrap_servers=bootstrap,
+        acks=cfg.acks,
+        linger_ms=cfg.linger_ms,
+        batch_size=cfg.batch_size,
+        max_request_size=cfg.max_request_size,
         compression_type=None,
-    )  # fmt: skip
+    )
     stats = PublishStats()
 
     def failed(exc: BaseException) -> None:
@@ -131,12 +139,14 @@ def publish(
             ts = timestamp_ms(em.record_ts)
             first_ms = ts if first_ms is None else first_ms
             if speed or max_rate:
-                wait = pace_wait((ts - first_ms) / 1000, time.monotonic() - wall0,
-                                 stats.total, speed, max_rate)  # fmt: skip
+                wait = pace_wait(
+                    (ts - first_ms) / 1000, time.monotonic() - wall0, stats.total, speed, max_rate
+                )
                 if wait >= cfg.min_sleep_s:
                     time.sleep(wait)
-            fut = producer.send(topics[em.stream], value=em.payload, key=em.key or None,
-                                timestamp_ms=ts)  # fmt: skip
+            fut = producer.send(
+                topics[em.stream], value=em.payload, key=em.key or None, timestamp_ms=ts
+            )
             if on_sent is not None:
                 fut.add_callback(partial(_sent, on_sent, em))
             fut.add_errback(failed)

@@ -276,8 +276,13 @@ def _row_case_events(
     case_id = f"{CASE_PREFIX}{rid}"
 
     def event(action: CaseAction, at: datetime, deadline: datetime | None = None) -> CaseEvent:
-        return CaseEvent(event_id=f"{fmt.name}:{rid}:{action}", occurred_at=at,
-                         case_id=case_id, action=action, deadline=deadline)  # fmt: skip
+        return CaseEvent(
+            event_id=f"{fmt.name}:{rid}:{action}",
+            occurred_at=at,
+            case_id=case_id,
+            action=action,
+            deadline=deadline,
+        )
 
     events = [event(a, created) for a in OPEN_ACTIONS]
     if due is not None:
@@ -352,8 +357,13 @@ def replay_frame(
         for ev in case_events:
             report.actions[ev.action] += 1
             emissions.append(
-                Emission(record_ts=ev.occurred_at, stream="case", key=ev.case_id.encode(),
-                         payload=encode(ev), message=ev)  # fmt: skip
+                Emission(
+                    record_ts=ev.occurred_at,
+                    stream="case",
+                    key=ev.case_id.encode(),
+                    payload=encode(ev),
+                    message=ev,
+                )
             )
         report.case_events += len(case_events)
     # by instant, not wall time (aware datetimes in one zone compare by wall time); stable

@@ -15,24 +15,37 @@ def topic_map(settings: Settings) -> dict[str, str]:
 
 
 def simulate(
-    settings: Settings, *, seed: int, duration_s: float, speed: float, rate: float,
-    start: datetime | None = None, truth_path: str | None = None, envelopes: bool = True,
+    settings: Settings,
+    *,
+    seed: int,
+    duration_s: float,
+    speed: float,
+    rate: float,
+    start: datetime | None = None,
+    truth_path: str | None = None,
+    envelopes: bool = True,
     bad_fraction: float | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     from sources.publish import publish
     from sources.simulator import SimConfig, Simulator
 
     cfg: dict[str, Any] = {
-        "seed": seed, "duration_s": duration_s, "rate": rate, "envelopes": envelopes,
+        "seed": seed,
+        "duration_s": duration_s,
+        "rate": rate,
+        "envelopes": envelopes,
         "start": start or datetime.now(UTC),
-    }  # fmt: skip
+    }
     if bad_fraction is not None:
         cfg["bad_fraction"] = bad_fraction
     sim = Simulator(settings.city, SimConfig(**cfg))
     stats = publish(
-        sim.emissions(), topic_map(settings), settings.bootstrap_servers,
-        speed=speed or None, max_rate=None,
-    )  # fmt: skip
+        sim.emissions(),
+        topic_map(settings),
+        settings.bootstrap_servers,
+        speed=speed or None,
+        max_rate=None,
+    )
     if truth_path:
         sim.write_truth(Path(truth_path))
     return stats.as_dict()
@@ -50,8 +63,11 @@ def replay(settings: Settings, file: str, fmt_name: str, speed: float = 0.0) -> 
     stats = [
         publish(
             [e for e in batch.emissions if (e.stream == "case") == lifecycle],
-            topic_map(settings), settings.bootstrap_servers, speed=speed or None, max_rate=None,
+            topic_map(settings),
+            settings.bootstrap_servers,
+            speed=speed or None,
+            max_rate=None,
         ).as_dict()
         for lifecycle in (False, True)
-    ]  # fmt: skip
+    ]
     return f"{report_text(batch.report)}\npublished requests: {stats[0]}\nlifecycle: {stats[1]}"

@@ -24,8 +24,9 @@ from streams.runtime import Runtime
 log = logging.getLogger("gridpulse.worker")
 
 
-def _acker(runtime: Runtime, stream: faust.StreamT,
-           step: str) -> Callable[[list[Any]], Awaitable[None]]:  # fmt: skip
+def _acker(
+    runtime: Runtime, stream: faust.StreamT, step: str
+) -> Callable[[list[Any]], Awaitable[None]]:
     """Acks a stored batch's events (Faust then commits their offsets)."""
 
     async def ack(events: list[Any]) -> None:
@@ -40,23 +41,29 @@ def _acker(runtime: Runtime, stream: faust.StreamT,
 def register_ingest(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     t = settings.topics
 
-    @app.agent(app.topic(t.inspector, t.hotline, t.sensor, key_type=bytes, value_type=bytes),
-               concurrency=1)  # fmt: skip
+    @app.agent(
+        app.topic(t.inspector, t.hotline, t.sensor, key_type=bytes, value_type=bytes), concurrency=1
+    )
     async def ingest(stream: faust.StreamT) -> None:
         """Inspectors' reports, hotline requests, sensor readings and gateway envelopes: one
         checkpoint per batch for all three streams, so each table gets one insert per batch
         (about one per second at live rates) whatever the mix."""
         try:
-            await pipelined(stream, settings.sink.ingest_batch_max, settings.sink.batch_seconds,
-                            runtime.prepare, runtime.store,
-                            _acker(runtime, stream, "ack"))  # fmt: skip
+            await pipelined(
+                stream,
+                settings.sink.ingest_batch_max,
+                settings.sink.batch_seconds,
+                runtime.prepare,
+                runtime.store,
+                _acker(runtime, stream, "ack"),
+            )
         except SinkStopped as exc:
-            log.warning("ingest stopped before its batch was stored (will be redelivered): %s",
-                        exc)  # fmt: skip
+            log.warning("ingest stopped before its batch was stored (will be redelivered): %s", exc)
 
 
-def register_lifecycle(app: faust.App, settings: Settings, runtime: Runtime,
-                       cases: CaseRuntime) -> None:  # fmt: skip
+def register_lifecycle(
+    app: faust.App, settings: Settings, runtime: Runtime, cases: CaseRuntime
+) -> None:
     case_topic = app.topic(settings.topics.case, key_type=bytes, value_type=bytes)
 
     @app.agent(case_topic, concurrency=1)
@@ -73,14 +80,22 @@ def register_lifecycle(app: faust.App, settings: Settings, runtime: Runtime,
             runtime.spent("cases", t)
             for m in msgs:
                 runtime.processed[(m.topic, m.partition)] = max(
-                    runtime.processed.get((m.topic, m.partition), -1), m.offset)
+                    runtime.processed.get((m.topic, m.partition), -1), m.offset
+                )
 
         try:
-            await pipelined(stream, settings.sink.batch_max, settings.sink.batch_seconds,
-                            whole, apply, _acker(runtime, stream, "cases_ack"))  # fmt: skip
+            await pipelined(
+                stream,
+                settings.sink.batch_max,
+                settings.sink.batch_seconds,
+                whole,
+                apply,
+                _acker(runtime, stream, "cases_ack"),
+            )
         except SinkStopped as exc:
-            log.warning("case agent stopped before its batch was stored (will be redelivered): "
-                        "%s", exc)  # fmt: skip
+            log.warning(
+                "case agent stopped before its batch was stored (will be redelivered): %s", exc
+            )
 
     @app.timer(interval=settings.sla.tick_seconds)
     async def sla_clock() -> None:

@@ -38,9 +38,12 @@ def key_groups(events: pd.DataFrame) -> tuple[np.ndarray, int]:
 
 
 def count_events(
-    events: pd.DataFrame, window: TumblingWindow, tz: str, grace_s: int,
+    events: pd.DataFrame,
+    window: TumblingWindow,
+    tz: str,
+    grace_s: int,
     groups: tuple[np.ndarray, int] | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(on-time counts, late counts) per window bucket x grid path x subcategory x source.
 
     ``groups`` is ``key_groups(events)`` when the caller shares it between windows."""

@@ -20,8 +20,7 @@ from streams.transport import App, consumer_options
 from streams.web import register_views
 
 
-def create_app(settings: Settings, store: Store,
-               layout: StoreLayout) -> tuple[faust.App, Runtime]:  # fmt: skip
+def create_app(settings: Settings, store: Store, layout: StoreLayout) -> tuple[faust.App, Runtime]:
     """A worker app writing to ``store`` (tables laid out by ``layout``)."""
     w = settings.worker
     app = App(
@@ -39,9 +38,13 @@ def create_app(settings: Settings, store: Store,
     )
     view = FaustView(app)
     runtime = Runtime(view, settings, store, layout)
-    cases = CaseRuntime(settings, settings.city, store, layout,
-                        lambda topic, key, value, ts, headers:
-                        view.send(topic, key, value, None, ts, headers))  # fmt: skip
+    cases = CaseRuntime(
+        settings,
+        settings.city,
+        store,
+        layout,
+        lambda topic, key, value, ts, headers: view.send(topic, key, value, None, ts, headers),
+    )
     cases.highwater = view.highwater
     cases.assigned = lambda: {tp for tp in view.assignment() if tp[0] == settings.topics.case}
     runtime.cases = cases

@@ -17,10 +17,15 @@ P = TypeVar("P")
 def to_messages(events: list[Any]) -> list[Message]:
     """What the pipeline needs of Faust events: source position, record time, bytes."""
     return [
-        Message(e.message.topic, e.message.partition, e.message.offset,
-                e.message.timestamp, e.message.value)
+        Message(
+            e.message.topic,
+            e.message.partition,
+            e.message.offset,
+            e.message.timestamp,
+            e.message.value,
+        )
         for e in events
-    ]  # fmt: skip
+    ]
 
 
 def chunk_by_bytes(msgs: list[Message], max_bytes: int) -> list[list[Message]]:
@@ -40,11 +45,13 @@ def chunk_by_bytes(msgs: list[Message], max_bytes: int) -> list[list[Message]]:
 
 
 async def pipelined(
-    stream: faust.StreamT, batch_max: int, within: float,
+    stream: faust.StreamT,
+    batch_max: int,
+    within: float,
     prepare: Callable[[list[Any]], AsyncIterator[P]],
     store: Callable[[P], Awaitable[None]],
     ack: Callable[[list[Any]], Awaitable[None]],
-) -> None:  # fmt: skip
+) -> None:
     """Two stages over ``noack_take`` batches: ``prepare`` turns a batch into checkpoints
     (CPU work), ``store`` writes one checkpoint (I/O), ``ack`` releases a batch's offsets.
 
@@ -74,10 +81,9 @@ async def pipelined(
             pending.cancel()
 
 
-async def _then(first: Awaitable[None] | None, then: Callable[[list[Any]], Awaitable[None]],
-                batch: list[Any]) -> None:  # fmt: skip
+async def _then(
+    first: Awaitable[None] | None, then: Callable[[list[Any]], Awaitable[None]], batch: list[Any]
+) -> None:
     if first is not None:
         await first
     await then(batch)
-
-

@@ -31,6 +31,7 @@ from streams.pipeline import Message, dead_letter_frame, rules_from, stamp_inges
 
 log = logging.getLogger("gridpulse.cases")
 
+
 def case_tables(layout: StoreLayout) -> list[SinkTable]:
     """What a case batch is written to: case events with outcomes, dead letters, state."""
     return [
@@ -48,9 +49,13 @@ class CaseRuntime:
     """State and I/O of the case agent on one worker."""
 
     def __init__(
-        self, settings: Settings, city: City, store: Store, layout: StoreLayout,
+        self,
+        settings: Settings,
+        city: City,
+        store: Store,
+        layout: StoreLayout,
         send: Callable[[str, bytes | None, bytes, float | None, list], Awaitable[Any]],
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.settings = settings
         self.city = city
         self.store = store
@@ -61,9 +66,10 @@ class CaseRuntime:
         self.case_table = self.tables[0].name
         self.alert_table = layout.table(SLA_EVENTS)
         self.sink = BatchSink(
-            store, self.tables,
+            store,
+            self.tables,
             RetryPolicy(settings.sink.retry_initial_seconds, settings.sink.retry_max_seconds),
-        )  # fmt: skip
+        )
         self.rules = rules_from(settings)
         self.loaded: set[tuple[str, int]] = set()
         self.cases_of: dict[tuple[str, int], set[str]] = {}
@@ -72,8 +78,16 @@ class CaseRuntime:
         self.assigned: Callable[[], set[tuple[str, int]]] = set
         self._load_lock = asyncio.Lock()
         self.processed: dict[int, tuple[int, float]] = {}  # partition -> (offset, record time)
-        self.stats = {"events": 0, "applied": 0, "illegal": 0, "duplicate": 0, "dead": 0,
-                      "redelivered": 0, "alerts": 0, "loaded_cases": 0}  # fmt: skip
+        self.stats = {
+            "events": 0,
+            "applied": 0,
+            "illegal": 0,
+            "duplicate": 0,
+            "dead": 0,
+            "redelivered": 0,
+            "alerts": 0,
+            "loaded_cases": 0,
+        }
 
     # ---- ownership ------------------------------------------------------------------
     async def ensure_loaded(self, tps: set[tuple[str, int]]) -> None:
@@ -86,12 +100,17 @@ class CaseRuntime:
             fired = await self.store.fired_alerts(topic, part)
             events = [
                 CaseInput(
-                    case_id=e.case_id, action=e.action,
+                    case_id=e.case_id,
+                    action=e.action,
                     at=datetime.fromtimestamp(e.event_ms / 1000, UTC),
-                    grid=e.grid_code or None, category=e.category or None, unit=e.unit or None,
+                    grid=e.grid_code or None,
+                    category=e.category or None,
+                    unit=e.unit or None,
                     deadline=datetime.fromtimestamp(e.deadline_s, UTC) if e.deadline_s else None,
-                    rating=e.rating or None, source=e.source or None, event_id=e.event_id,
-                )  # fmt: skip
+                    rating=e.rating or None,
+                    source=e.source or None,
+                    event_id=e.event_id,
+                )
                 for e in log_entries
             ]
             n = self.book.load(events, fired)
@@ -106,8 +125,13 @@ class CaseRuntime:
                 self.processed[part] = (stored - 1, 0.0)
             self.loaded.add((topic, part))
             self.stats["loaded_cases"] += n
-            log.info("cases: rebuilt %d cases of %s[%d] from %d stored events",
-                     n, topic, part, len(events))  # fmt: skip
+            log.info(
+                "cases: rebuilt %d cases of %s[%d] from %d stored events",
+                n,
+                topic,
+                part,
+                len(events),
+            )
 
     def revoke(self, tps: set[tuple[str, int]]) -> None:
         for tp in tps & self.loaded:
@@ -126,8 +150,7 @@ class CaseRuntime:
         for m in msgs:
             tp = (m.topic, m.partition)
             last[tp] = max(last.get(tp, -1), m.offset)
-        await self.sink.retrying("rebuilding case state",
-                                 lambda: self.ensure_loaded(set(last)))  # fmt: skip
+        await self.sink.retrying("rebuilding case state", lambda: self.ensure_loaded(set(last)))
         ledger = await self.sink.next_offsets(self.case_table)
         rows: list[tuple] = []
         dead: list[tuple] = []
@@ -162,9 +185,14 @@ class CaseRuntime:
         return dead
 
     def _apply(
-        self, ev: CaseEvent, src: Source, index: int | None, rows: list[tuple],
-        dead: list[tuple], payload: bytes | None,
-    ) -> None:  # fmt: skip
+        self,
+        ev: CaseEvent,
+        src: Source,
+        index: int | None,
+        rows: list[tuple],
+        dead: list[tuple],
+        payload: bytes | None,
+    ) -> None:
         """Validate one case event and admit it to the book, or dead-letter it (``index``:
         its place in a ``CaseEnvelope``, None for a message of its own, whose bytes are
         ``payload``; an envelope's event is dead-lettered as its own JSON)."""
@@ -195,18 +223,40 @@ class CaseRuntime:
         sc = self.book.stage_clock(s)
         t = s.timestamps
         return (
-            s.case_id, s.version, int(now), s.source,
-            path.district if path else "", path.street if path else "",
-            path.community if path else "", s.grid or UNLOCATED,
-            (s.category or "").split(".")[0], s.category or "", s.unit or "", int(s.urgent),
-            s.stage, _ts(s.opened_at), _ts(t.register_at),
-            _ts(s.closed_at) if s.stage == "rejected" else 0, _ts(t.dispatch_at),
-            _ts(t.acknowledge_at), _ts(t.handle_at), _ts(t.verify_at), _ts(t.close_at),
-            int(s.voided), int(s.forced), s.rework_count, s.extension_count, len(s.pauses),
-            int(s.paused), _ts(s.stage_started_at), _ts(sc.deadline(self.book.cal)) if sc else 0,
-            sc.unit if sc else "", s.rating or "", _ts(s.follow_up_at),
+            s.case_id,
+            s.version,
+            int(now),
+            s.source,
+            path.district if path else "",
+            path.street if path else "",
+            path.community if path else "",
+            s.grid or UNLOCATED,
+            (s.category or "").split(".")[0],
+            s.category or "",
+            s.unit or "",
+            int(s.urgent),
+            s.stage,
+            _ts(s.opened_at),
+            _ts(t.register_at),
+            _ts(s.closed_at) if s.stage == "rejected" else 0,
+            _ts(t.dispatch_at),
+            _ts(t.acknowledge_at),
+            _ts(t.handle_at),
+            _ts(t.verify_at),
+            _ts(t.close_at),
+            int(s.voided),
+            int(s.forced),
+            s.rework_count,
+            s.extension_count,
+            len(s.pauses),
+            int(s.paused),
+            _ts(s.stage_started_at),
+            _ts(sc.deadline(self.book.cal)) if sc else 0,
+            sc.unit if sc else "",
+            s.rating or "",
+            _ts(s.follow_up_at),
             ",".join(sorted(self.book.late_stages.get(s.case_id, ()))),
-        )  # fmt: skip
+        )
 
     # ---- timers ---------------------------------------------------------------------
     async def tick(self, now: float | None = None) -> list[SlaAlert]:
@@ -221,16 +271,18 @@ class CaseRuntime:
         # each partition's clock once per tick (not once per due timer)
         clocks = {part: self.partition_clock(part, now) for _, part in self.loaded}
         due = self.book.tick(
-            now, self.settings.sla.max_alerts_per_tick,
+            now,
+            self.settings.sla.max_alerts_per_tick,
             clock_of=lambda cid: clocks.get(self.partition_of.get(cid, -1), now),
             horizon=max(clocks.values(), default=now),
-        )  # fmt: skip
+        )
         if not due:
             return []
         alerts = [self.book.alert(t, s, sc, now) for t, s, sc in due]
         futures = [
-            await self.send(self.settings.topics.sla, a.case_id.encode(),
-                            a.model_dump_json().encode(), None, [])  # fmt: skip
+            await self.send(
+                self.settings.topics.sla, a.case_id.encode(), a.model_dump_json().encode(), None, []
+            )
             for a in alerts
         ]
         await asyncio.gather(*futures)
@@ -251,14 +303,32 @@ class CaseRuntime:
         rows = []
         for a in alerts:
             path = self.city.grid_paths.get(a.grid)
-            rows.append((
-                a.alert_id, _ts(a.fired_at), _ts(a.due_at), a.case_id, a.kind, a.level,
-                a.fraction, a.stage, a.stage_seq, _ts(a.deadline), _ts(a.stage_started_at),
-                path.district if path else "", path.street if path else "",
-                path.community if path else "", a.grid or UNLOCATED, a.category.split(".")[0],
-                a.category, a.unit, int(a.urgent), a.source,
-            ))  # fmt: skip
+            rows.append(
+                (
+                    a.alert_id,
+                    _ts(a.fired_at),
+                    _ts(a.due_at),
+                    a.case_id,
+                    a.kind,
+                    a.level,
+                    a.fraction,
+                    a.stage,
+                    a.stage_seq,
+                    _ts(a.deadline),
+                    _ts(a.stage_started_at),
+                    path.district if path else "",
+                    path.street if path else "",
+                    path.community if path else "",
+                    a.grid or UNLOCATED,
+                    a.category.split(".")[0],
+                    a.category,
+                    a.unit,
+                    int(a.urgent),
+                    a.source,
+                )
+            )
         frame = pd.DataFrame(rows, columns=SLA_ALERT_COLUMNS)
         table = self.alert_table.name
-        await self.sink.retrying(f"storing {len(rows)} SLA alerts in {table}",
-                                 lambda: self.store.insert(table, frame))  # fmt: skip
+        await self.sink.retrying(
+            f"storing {len(rows)} SLA alerts in {table}", lambda: self.store.insert(table, frame)
+        )

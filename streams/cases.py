@@ -71,15 +71,34 @@ ADVANCES: dict[CaseAction, tuple[Stage, Stage]] = {
 """Stage-moving actions: (the only stage they are legal from, the stage they lead to)."""
 
 LIFECYCLE_ORDER: tuple[CaseAction, ...] = (
-    "accept", "resume", "register", "reject", "dispatch", "acknowledge", "handle",
-    "verify_fail", "verify_pass", "close", "extend", "pause", "force_close", "void", "follow_up",
-)  # fmt: skip
+    "accept",
+    "resume",
+    "register",
+    "reject",
+    "dispatch",
+    "acknowledge",
+    "handle",
+    "verify_fail",
+    "verify_pass",
+    "close",
+    "extend",
+    "pause",
+    "force_close",
+    "void",
+    "follow_up",
+)
 """Tie-break for events with the same time: resume before acting, pause/extend after."""
 
 _RANK: dict[str, int] = {a: i for i, a in enumerate(LIFECYCLE_ORDER)}
 _MAIN_LINE: tuple[Stage, ...] = (
-    "accepted", "registered", "dispatched", "acknowledged", "handled", "verified", "closed",
-)  # fmt: skip
+    "accepted",
+    "registered",
+    "dispatched",
+    "acknowledged",
+    "handled",
+    "verified",
+    "closed",
+)
 _PROGRESS: dict[Stage, int] = {s: i for i, s in enumerate(_MAIN_LINE)}
 
 # reason codes of Illegal
@@ -145,10 +164,18 @@ def from_case_event(
 ) -> CaseInput:
     """The lifecycle input of a wire ``CaseEvent`` (which carries no source or urgency)."""
     return CaseInput(
-        case_id=ev.case_id, action=ev.action, at=ev.occurred_at, grid=ev.grid,
-        category=ev.category, unit=ev.unit, deadline=ev.deadline, rating=ev.rating,
-        source=source, urgent=urgent, event_id=ev.event_id,
-    )  # fmt: skip
+        case_id=ev.case_id,
+        action=ev.action,
+        at=ev.occurred_at,
+        grid=ev.grid,
+        category=ev.category,
+        unit=ev.unit,
+        deadline=ev.deadline,
+        rating=ev.rating,
+        source=source,
+        urgent=urgent,
+        event_id=ev.event_id,
+    )
 
 
 def event_key(ev: CaseInput) -> tuple[datetime, int, str]:
@@ -312,10 +339,13 @@ def clock(state: CaseState) -> Clock | None:
     if stage is None:
         return None
     return Clock(
-        stage=stage, started_at=state.stage_started_at, deadline=state.stage_deadline,
-        deadline_set_at=state.deadline_set_at, pauses=state.pauses,
+        stage=stage,
+        started_at=state.stage_started_at,
+        deadline=state.stage_deadline,
+        deadline_set_at=state.deadline_set_at,
+        pauses=state.pauses,
         paused_since=state.paused_since,
-    )  # fmt: skip
+    )
 
 
 def shifting_pauses(c: Clock) -> tuple[Pause, ...]:
@@ -364,7 +394,7 @@ def apply(state: CaseState | None, ev: CaseInput) -> Transition:
             f"{ev.action} at {ev.at.isoformat()} sorts before the last applied event "
             f"({state.last_action} at {last[0].isoformat()}); replay the case",
             ev,
-        )  # fmt: skip
+        )
     if ev.action == "follow_up":
         return _follow_up(state, ev)
     if state.terminal:
@@ -453,24 +483,39 @@ def load_events(data: bytes) -> list[CaseInput]:
 def _touch(state: CaseState, ev: CaseInput, **changes: Any) -> CaseState:
     """Record ``ev`` as applied, with the fields it carries and the given changes."""
     carried: dict[str, Any] = {
-        k: v for k, v in (("grid", ev.grid), ("category", ev.category), ("unit", ev.unit))
+        k: v
+        for k, v in (("grid", ev.grid), ("category", ev.category), ("unit", ev.unit))
         if v is not None
-    }  # fmt: skip
+    }
     if ev.urgent:
         carried["urgent"] = True
     return dataclasses.replace(
-        state, **carried, **changes, version=state.version + 1, last_event_at=ev.at,
-        last_action=ev.action, last_event_id=ev.event_id,
-    )  # fmt: skip
+        state,
+        **carried,
+        **changes,
+        version=state.version + 1,
+        last_event_at=ev.at,
+        last_action=ev.action,
+        last_event_id=ev.event_id,
+    )
 
 
 def _open(ev: CaseInput) -> Applied:
     state = CaseState(
-        case_id=ev.case_id, source=ev.source or DEFAULT_SOURCE, grid=ev.grid,
-        category=ev.category, unit=ev.unit, urgent=bool(ev.urgent), stage="accepted",
-        opened_at=ev.at, stage_started_at=ev.at, version=1, last_event_at=ev.at,
-        last_action=ev.action, last_event_id=ev.event_id,
-    )  # fmt: skip
+        case_id=ev.case_id,
+        source=ev.source or DEFAULT_SOURCE,
+        grid=ev.grid,
+        category=ev.category,
+        unit=ev.unit,
+        urgent=bool(ev.urgent),
+        stage="accepted",
+        opened_at=ev.at,
+        stage_started_at=ev.at,
+        version=1,
+        last_event_at=ev.at,
+        last_action=ev.action,
+        last_event_id=ev.event_id,
+    )
     return Applied(state, TimerChange("start", TIMER_OF["accepted"], ev.at))
 
 
@@ -490,10 +535,18 @@ def _enter(state: CaseState, ev: CaseInput, stage: Stage, **changes: Any) -> App
     if name is not None and getattr(times, name) is None:
         times = dataclasses.replace(times, **{name: ev.at})
     new = _touch(
-        state, ev, stage=stage, stage_started_at=ev.at, stage_deadline=None,
-        deadline_set_at=None, paused_since=None, paused_seconds_in_stage=0.0, pauses=(),
-        timestamps=times, **changes,
-    )  # fmt: skip
+        state,
+        ev,
+        stage=stage,
+        stage_started_at=ev.at,
+        stage_deadline=None,
+        deadline_set_at=None,
+        paused_since=None,
+        paused_seconds_in_stage=0.0,
+        pauses=(),
+        timestamps=times,
+        **changes,
+    )
     nxt = TIMER_OF.get(stage)
     if nxt is None:
         new = dataclasses.replace(new, closed_at=ev.at)
@@ -534,10 +587,13 @@ def _resume(state: CaseState, ev: CaseInput) -> Transition:
         return Illegal(NOT_PAUSED, "resume: case is not paused", ev)
     pause = (state.paused_since, ev.at)
     new = _touch(
-        state, ev, paused_since=None, pauses=(*state.pauses, pause),
+        state,
+        ev,
+        paused_since=None,
+        pauses=(*state.pauses, pause),
         paused_seconds_in_stage=state.paused_seconds_in_stage
         + (ev.at - state.paused_since).total_seconds(),
-    )  # fmt: skip
+    )
     return Applied(new, TimerChange("resume", TIMER_OF[state.stage], ev.at))
 
 
@@ -547,12 +603,16 @@ def _extend(state: CaseState, ev: CaseInput) -> Transition:
     if ev.deadline <= ev.at:
         return Illegal(
             DEADLINE_NOT_AFTER_EVENT,
-            f"extend: deadline {ev.deadline.isoformat()} is not after {ev.at.isoformat()}", ev,
-        )  # fmt: skip
+            f"extend: deadline {ev.deadline.isoformat()} is not after {ev.at.isoformat()}",
+            ev,
+        )
     new = _touch(
-        state, ev, stage_deadline=ev.deadline, deadline_set_at=ev.at,
+        state,
+        ev,
+        stage_deadline=ev.deadline,
+        deadline_set_at=ev.at,
         extension_count=state.extension_count + 1,
-    )  # fmt: skip
+    )
     return Applied(new, TimerChange("extend", TIMER_OF[state.stage], ev.at))
 
 

@@ -86,20 +86,39 @@ def resolve(
 
 
 def iter_stage_timers(
-    state: CaseState, sc: StageClock, policy: SlaPolicy, cal: WorkingCalendar,
+    state: CaseState,
+    sc: StageClock,
+    policy: SlaPolicy,
+    cal: WorkingCalendar,
     fired: set[str],
-) -> Iterator[Timer]:  # fmt: skip
+) -> Iterator[Timer]:
     """The unfired warnings at each configured fraction, the breach and the first escalation,
     computed lazily and in order of due time (fractions rise, the breach is at 1.0, the
     escalation after it): the next timer of a clock costs one calendar conversion."""
     seq = state.stage_seq
     for i, f in enumerate(policy.warn_at):
         if Timer.id_of(state.case_id, sc.stage, seq, "warning", i + 1) not in fired:
-            yield Timer(sc.at_fraction(cal, f).timestamp(), state.case_id, sc.stage, seq,
-                        state.version, "warning", i + 1, f)  # fmt: skip
+            yield Timer(
+                sc.at_fraction(cal, f).timestamp(),
+                state.case_id,
+                sc.stage,
+                seq,
+                state.version,
+                "warning",
+                i + 1,
+                f,
+            )
     if Timer.id_of(state.case_id, sc.stage, seq, "breach", BREACH_LEVEL) not in fired:
-        yield Timer(sc.deadline(cal).timestamp(), state.case_id, sc.stage, seq,
-                    state.version, "breach", BREACH_LEVEL, 1.0)  # fmt: skip
+        yield Timer(
+            sc.deadline(cal).timestamp(),
+            state.case_id,
+            sc.stage,
+            seq,
+            state.version,
+            "breach",
+            BREACH_LEVEL,
+            1.0,
+        )
     if Timer.id_of(state.case_id, sc.stage, seq, "escalation", 1) not in fired:
         yield escalation(state, sc, policy, cal, 1)
 
@@ -114,8 +133,16 @@ def escalation(
     )
     due = instant(cal, esc.unit, due_m)
     overdue = sc.allowed and (measure(cal, sc.unit, due) - sc.base) / sc.allowed
-    return Timer(due.timestamp(), state.case_id, sc.stage, state.stage_seq, state.version,
-                 "escalation", level, float(overdue or 0.0))  # fmt: skip
+    return Timer(
+        due.timestamp(),
+        state.case_id,
+        sc.stage,
+        state.stage_seq,
+        state.version,
+        "escalation",
+        level,
+        float(overdue or 0.0),
+    )
 
 
 @dataclass
@@ -153,8 +180,7 @@ class CaseBook:
             if result.code == "duplicate_event":
                 return Outcome("duplicate", result.code, result.reason)
             history.append(ev)
-            return Outcome("illegal", result.code, result.reason,
-                           state.stage if state else "")  # fmt: skip
+            return Outcome("illegal", result.code, result.reason, state.stage if state else "")
         history.append(ev)
         if isinstance(result, Rebuilt):
             self._rebuild_case(cid)
@@ -239,9 +265,12 @@ class CaseBook:
                 self.queue.push(first)
 
     def tick(
-        self, now: float, limit: int | None = None,
-        clock_of: Callable[[str], float] | None = None, horizon: float | None = None,
-    ) -> list[tuple[Timer, CaseState, StageClock]]:  # fmt: skip
+        self,
+        now: float,
+        limit: int | None = None,
+        clock_of: Callable[[str], float] | None = None,
+        horizon: float | None = None,
+    ) -> list[tuple[Timer, CaseState, StageClock]]:
         """Due timers that still match their case's clock; each fires once.
 
         ``clock_of(case_id)`` is how far the case's events are known to be complete: a timer
@@ -281,11 +310,20 @@ class CaseBook:
 
     def alert(self, t: Timer, state: CaseState, sc: StageClock, fired_at: float) -> SlaAlert:
         return SlaAlert(
-            alert_id=t.alert_id, kind=t.kind, level=t.level, fraction=t.fraction,
-            case_id=t.case_id, stage=t.stage, stage_seq=t.stage_seq,
+            alert_id=t.alert_id,
+            kind=t.kind,
+            level=t.level,
+            fraction=t.fraction,
+            case_id=t.case_id,
+            stage=t.stage,
+            stage_seq=t.stage_seq,
             due_at=datetime.fromtimestamp(t.due, UTC),
-            fired_at=datetime.fromtimestamp(fired_at, UTC), deadline=sc.deadline(self.cal),
-            stage_started_at=sc.started_at, grid=state.grid or "",
-            category=state.category or "", unit=state.unit or "",
-            urgent=state.urgent, source=state.source,
-        )  # fmt: skip
+            fired_at=datetime.fromtimestamp(fired_at, UTC),
+            deadline=sc.deadline(self.cal),
+            stage_started_at=sc.started_at,
+            grid=state.grid or "",
+            category=state.category or "",
+            unit=state.unit or "",
+            urgent=state.urgent,
+            source=state.source,
+        )

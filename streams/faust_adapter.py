@@ -48,8 +48,11 @@ class FaustView:
         if consumer is None:
             return {}
         offsets = getattr(consumer, "_committed_offset", {})
-        return {(tp.topic, tp.partition): int(offsets[tp]) for tp in consumer.assignment()
-                if offsets.get(tp) is not None}  # fmt: skip
+        return {
+            (tp.topic, tp.partition): int(offsets[tp])
+            for tp in consumer.assignment()
+            if offsets.get(tp) is not None
+        }
 
     def fetch_state(self) -> dict[str, list[str]]:
         """Assigned partitions Faust is not fetching, and why (paused by a rebalance, or its
@@ -57,11 +60,21 @@ class FaustView:
         consumer = self._consumer
         if consumer is None:
             return {}
-        return {"paused": _tp_names(consumer._paused_partitions),
-                "buffer_full": _tp_names(consumer._buffered_partitions)}  # fmt: skip
+        return {
+            "paused": _tp_names(consumer._paused_partitions),
+            "buffer_full": _tp_names(consumer._buffered_partitions),
+        }
 
-    async def send(self, topic: str, key: bytes | None, value: bytes, partition: int | None,
-                   timestamp: float | None, headers: list | None) -> Any:  # fmt: skip
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None,
+        timestamp: float | None,
+        headers: list | None,
+    ) -> Any:
         """Queue one record on the app's producer; returns the delivery future."""
-        return await self.app.producer.send(topic, key, value, partition, timestamp,
-                                            headers or None)  # fmt: skip
+        return await self.app.producer.send(
+            topic, key, value, partition, timestamp, headers or None
+        )

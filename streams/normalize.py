@@ -138,19 +138,53 @@ def _loc(loc: Location | None) -> tuple[float, float]:
 
 
 def _event_row(
-    occurred_s: float, event_id: str, src: Source, index: int, source: str, path: GridPath,
+    occurred_s: float,
+    event_id: str,
+    src: Source,
+    index: int,
+    source: str,
+    path: GridPath,
     located_by: str,
-    category: str, subcategory: str, *, ref_id: str = "", sensor_id: str = "",
-    value: float = NAN, unit: str = "", reporter_id: str = "", caller_hash: str = "",
-    channel: str = "", lonlat: tuple[float, float] = (NAN, NAN), text: str = "",
-) -> tuple[Any, ...]:  # fmt: skip
+    category: str,
+    subcategory: str,
+    *,
+    ref_id: str = "",
+    sensor_id: str = "",
+    value: float = NAN,
+    unit: str = "",
+    reporter_id: str = "",
+    caller_hash: str = "",
+    channel: str = "",
+    lonlat: tuple[float, float] = (NAN, NAN),
+    text: str = "",
+) -> tuple[Any, ...]:
     return (
-        occurred_s, src.record_s, source, event_id, ref_id,
-        path.district, path.street, path.community, path.grid, located_by,
-        category, subcategory, sensor_id, value, unit,
-        reporter_id, caller_hash, channel, lonlat[0], lonlat[1], text,
-        src.topic, src.partition, src.offset, index,
-    )  # fmt: skip
+        occurred_s,
+        src.record_s,
+        source,
+        event_id,
+        ref_id,
+        path.district,
+        path.street,
+        path.community,
+        path.grid,
+        located_by,
+        category,
+        subcategory,
+        sensor_id,
+        value,
+        unit,
+        reporter_id,
+        caller_hash,
+        channel,
+        lonlat[0],
+        lonlat[1],
+        text,
+        src.topic,
+        src.partition,
+        src.offset,
+        index,
+    )
 
 
 def normalize_report(city: City, msg: SupervisorReport, src: Source, rules: Rules) -> tuple:
@@ -159,10 +193,20 @@ def normalize_report(city: City, msg: SupervisorReport, src: Source, rules: Rule
     category = check_category(city, msg.category, "inspector")
     path, how = resolve_grid(city, msg.grid, msg.location, rules.defer_locate)
     return _event_row(
-        occurred_s, msg.event_id, src, 0, "inspector", path, how, category, msg.category,
-        ref_id=msg.report_id, reporter_id=msg.reporter_id, lonlat=_loc(msg.location),
+        occurred_s,
+        msg.event_id,
+        src,
+        0,
+        "inspector",
+        path,
+        how,
+        category,
+        msg.category,
+        ref_id=msg.report_id,
+        reporter_id=msg.reporter_id,
+        lonlat=_loc(msg.location),
         text=msg.text,
-    )  # fmt: skip
+    )
 
 
 def normalize_hotline(city: City, msg: HotlineRequest, src: Source, rules: Rules) -> tuple:
@@ -171,10 +215,21 @@ def normalize_hotline(city: City, msg: HotlineRequest, src: Source, rules: Rules
     category = check_category(city, msg.category, "hotline")
     path, how = resolve_grid(city, msg.grid, msg.location, rules.defer_locate)
     return _event_row(
-        occurred_s, msg.event_id, src, 0, "hotline", path, how, category, msg.category,
-        ref_id=msg.request_id, caller_hash=hash_caller(msg.caller_id, rules.caller_salt),
-        channel=msg.channel, lonlat=_loc(msg.location), text=msg.text,
-    )  # fmt: skip
+        occurred_s,
+        msg.event_id,
+        src,
+        0,
+        "hotline",
+        path,
+        how,
+        category,
+        msg.category,
+        ref_id=msg.request_id,
+        caller_hash=hash_caller(msg.caller_id, rules.caller_salt),
+        channel=msg.channel,
+        lonlat=_loc(msg.location),
+        text=msg.text,
+    )
 
 
 class SensorFacts(NamedTuple):
@@ -202,8 +257,15 @@ def sensor_table(city: City) -> dict[str, SensorFacts]:
         table = {}
         for s in city.sensor_index.values():
             spec, path = city.sensor_kind_index[s.kind], city.grid_paths[s.grid]
-            table[s.id] = SensorFacts(s, spec, path.district, path.street, path.community,
-                                      path.grid, f"sensor.{spec.code}")  # fmt: skip
+            table[s.id] = SensorFacts(
+                s,
+                spec,
+                path.district,
+                path.street,
+                path.community,
+                path.grid,
+                f"sensor.{spec.code}",
+            )
         hit = _sensor_tables[id(city)] = (city, table)
     return hit[1]
 
@@ -238,8 +300,9 @@ def reading_rows(
             if sensor.kind != kind:
                 raise Rejection(
                     "sensor_kind_mismatch",
-                    f"sensor {sensor_id!r} is a {sensor.kind}, reading says {kind}", index,
-                )  # fmt: skip
+                    f"sensor {sensor_id!r} is a {sensor.kind}, reading says {kind}",
+                    index,
+                )
             if unit != spec.unit:
                 raise Rejection(
                     "unit_mismatch", f"{spec.code} is in {spec.unit!r}, not {unit!r}", index
@@ -254,13 +317,35 @@ def reading_rows(
             rejected.append((index, rej))
             continue
         # the layout of ``_event_row``, spelled out: this runs once per reading
-        rows.append((
-            occurred_s, record_s, "sensor", event_id, sensor_id,
-            district, street, community, grid, "sensor",
-            "sensor", subcategory, sensor_id, value, unit,
-            "", "", "", sensor.lon, sensor.lat, "",
-            topic, partition, offset, index,
-        ))  # fmt: skip
+        rows.append(
+            (
+                occurred_s,
+                record_s,
+                "sensor",
+                event_id,
+                sensor_id,
+                district,
+                street,
+                community,
+                grid,
+                "sensor",
+                "sensor",
+                subcategory,
+                sensor_id,
+                value,
+                unit,
+                "",
+                "",
+                "",
+                sensor.lon,
+                sensor.lat,
+                "",
+                topic,
+                partition,
+                offset,
+                index,
+            )
+        )
     return rows, rejected
 
 
@@ -273,18 +358,38 @@ def normalize_case(city: City, msg: CaseEvent, src: Source, rules: Rules, index:
         raise Rejection("unknown_category", f"category {msg.category!r} is not in city {city.code}")
     deadline = msg.deadline.timestamp() if msg.deadline is not None else 0.0
     return (
-        msg.occurred_at.timestamp(), src.record_s, msg.event_id, msg.case_id, msg.action,
-        msg.grid or "", msg.category or "", msg.unit or "", msg.actor or "", deadline,
-        msg.rating or "", msg.note, msg.source or "", int(msg.occurred_at.timestamp() * 1000),
-        src.topic, src.partition, src.offset, index,
-    )  # fmt: skip
+        msg.occurred_at.timestamp(),
+        src.record_s,
+        msg.event_id,
+        msg.case_id,
+        msg.action,
+        msg.grid or "",
+        msg.category or "",
+        msg.unit or "",
+        msg.actor or "",
+        deadline,
+        msg.rating or "",
+        msg.note,
+        msg.source or "",
+        int(msg.occurred_at.timestamp() * 1000),
+        src.topic,
+        src.partition,
+        src.offset,
+        index,
+    )
 
 
 def dead_row(src: Source, rej: Rejection, payload: bytes | None) -> tuple[Any, ...]:
     return (
-        src.record_s, src.topic, src.partition, src.offset,
-        -1 if rej.index is None else rej.index, rej.code, rej.reason, payload or b"",
-    )  # fmt: skip
+        src.record_s,
+        src.topic,
+        src.partition,
+        src.offset,
+        -1 if rej.index is None else rej.index,
+        rej.code,
+        rej.reason,
+        payload or b"",
+    )
 
 
 def normalize_message(
@@ -417,8 +522,12 @@ def plain_readings(docs: list[Any]) -> list[PlainReading] | None:
     these values; None if any one is in doubt. One loop with local names: per reading."""
     out: list[PlainReading] = []
     keys, values, codes, epoch_s, isfinite = (
-        _READING_KEYS, _READING_VALUES, _codes_ok, plain_epoch_s, math.isfinite
-    )  # fmt: skip
+        _READING_KEYS,
+        _READING_VALUES,
+        _codes_ok,
+        plain_epoch_s,
+        math.isfinite,
+    )
     for doc in docs:
         if type(doc) is not dict or not keys.issuperset(doc):
             return None

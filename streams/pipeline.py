@@ -94,9 +94,12 @@ def _counts(
 
 
 def _late_counts(
-    windows: list[TumblingWindow], tz: str, grace_s: int, frame: pd.DataFrame,
+    windows: list[TumblingWindow],
+    tz: str,
+    grace_s: int,
+    frame: pd.DataFrame,
     info: CheckpointInfo,
-) -> pd.DataFrame:  # fmt: skip
+) -> pd.DataFrame:
     parts = []
     for w in windows:
         _, late = _count_once(w, tz, grace_s, frame, info)
@@ -116,17 +119,22 @@ def build_tables(settings: Settings, city: City, layout: StoreLayout) -> list[Si
         SinkTable.of(layout.table(DEAD_LETTERS), "dead", stamp_ingested),
     ]
     for w in windows:
-        tables.append(SinkTable.of(layout.table(counts_role(w.name)), "events",
-                                   partial(_counts, w, tz, grace)))  # fmt: skip
-    tables.append(SinkTable.of(layout.table(LATE_COUNTS), "events",
-                               partial(_late_counts, windows, tz, grace)))  # fmt: skip
+        tables.append(
+            SinkTable.of(
+                layout.table(counts_role(w.name)), "events", partial(_counts, w, tz, grace)
+            )
+        )
+    tables.append(
+        SinkTable.of(layout.table(LATE_COUNTS), "events", partial(_late_counts, windows, tz, grace))
+    )
     return tables
 
 
 def window_names(settings: Settings) -> tuple[str, ...]:
     """The names of the configured windows (base first), as the store's layout takes them."""
-    return tuple(w.name for w in window_set(settings.window.bucket_seconds,
-                                            list(settings.window.rollups)))  # fmt: skip
+    return tuple(
+        w.name for w in window_set(settings.window.bucket_seconds, list(settings.window.rollups))
+    )
 
 
 def opening_event(
@@ -140,11 +148,15 @@ def opening_event(
     prefix = "H" if row["source"] == "hotline" else "I"
     case_id = f"{prefix}-{row['ref_id']}"
     doc = {
-        "v": 1, "type": "case.event", "event_id": f"open:{topic}:{partition}:{offset}",
+        "v": 1,
+        "type": "case.event",
+        "event_id": f"open:{topic}:{partition}:{offset}",
         "occurred_at": datetime.fromtimestamp(row["event_time"], UTC).isoformat(),
-        "case_id": case_id, "action": "accept", "category": row["subcategory"],
+        "case_id": case_id,
+        "action": "accept",
+        "category": row["subcategory"],
         "source": row["source"],
-    }  # fmt: skip
+    }
     if row["grid_code"] != UNLOCATED:
         doc["grid"] = row["grid_code"]
     return case_id, json.dumps(doc, ensure_ascii=False).encode(), row["record_time"]
@@ -167,10 +179,13 @@ def case_envelopes(
     for item in opened:
         groups.setdefault(case_partition(item[0], partitions), []).append(item)
     return [
-        (part, b'{"v":1,"type":"case.envelope","events":[' + b",".join(p for _, p, _ in items)
-         + b"]}", max(r for _, _, r in items))
+        (
+            part,
+            b'{"v":1,"type":"case.envelope","events":[' + b",".join(p for _, p, _ in items) + b"]}",
+            max(r for _, _, r in items),
+        )
         for part, items in sorted(groups.items())
-    ]  # fmt: skip
+    ]
 
 
 def rules_from(settings: Settings) -> Rules:

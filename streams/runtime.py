@@ -30,8 +30,14 @@ class Prepared:
     started: float  # perf_counter() when its normalizing began
 
 
-DEAD_LETTER_HEADERS = ("reason_code", "reason", "src_topic", "src_partition", "src_offset",
-                       "src_index")  # fmt: skip
+DEAD_LETTER_HEADERS = (
+    "reason_code",
+    "reason",
+    "src_topic",
+    "src_partition",
+    "src_offset",
+    "src_index",
+)
 
 
 def rss_mb() -> float:
@@ -49,8 +55,9 @@ def rss_mb() -> float:
 class Runtime:
     """The agent's state: normalizer, sink, dead-letter producer and live counters."""
 
-    def __init__(self, faust_view: FaustView, settings: Settings, store: StoreBackend,
-                 layout: StoreLayout) -> None:  # fmt: skip
+    def __init__(
+        self, faust_view: FaustView, settings: Settings, store: StoreBackend, layout: StoreLayout
+    ) -> None:
         self.faust = faust_view
         self.settings = settings
         self.backend = store
@@ -136,11 +143,10 @@ class Runtime:
         futures = []
         for record_s, src_topic, part, offset, index, code, reason, payload in dead:
             values = (code, reason, src_topic, part, offset, index)
-            headers = [(k, str(v).encode()) for k, v in zip(DEAD_LETTER_HEADERS, values,
-                                                              strict=True)]  # fmt: skip
-            futures.append(
-                await self.faust.send(topic, None, payload, None, record_s, headers)
-            )
+            headers = [
+                (k, str(v).encode()) for k, v in zip(DEAD_LETTER_HEADERS, values, strict=True)
+            ]
+            futures.append(await self.faust.send(topic, None, payload, None, record_s, headers))
         await asyncio.gather(*futures)
 
     def rates(self, window_s: float = 10.0) -> tuple[float, float]:
@@ -156,8 +162,12 @@ class Runtime:
             return {}
         arr = np.fromiter(self.latencies, dtype=np.float64)
         p50, p99, pmax = np.percentile(arr, [50, 99, 100])
-        return {"p50": round(float(p50), 4), "p99": round(float(p99), 4),
-                "max": round(float(pmax), 4), "n": int(arr.size)}  # fmt: skip
+        return {
+            "p50": round(float(p50), 4),
+            "p99": round(float(p99), 4),
+            "max": round(float(pmax), 4),
+            "n": int(arr.size),
+        }
 
     def reset_latency(self) -> None:
         self.latencies.clear()
@@ -196,8 +206,7 @@ class Runtime:
             "lag": self.lag(),
             "fetch": self.faust.fetch_state(),
             "processed": {f"{t}[{p}]": o for (t, p), o in sorted(self.processed.items())},
-            "committed": {f"{t}[{p}]": o
-                          for (t, p), o in sorted(self.faust.committed().items())},
+            "committed": {f"{t}[{p}]": o for (t, p), o in sorted(self.faust.committed().items())},
             "sink": {
                 "inserts": s.inserts,
                 "rows": s.rows,
@@ -210,13 +219,17 @@ class Runtime:
             },
             "clickhouse": {
                 "version": self.backend.version,
-                "insert_s": {k: round(v, 3)
-                             for k, v in sorted(self.backend.insert_seconds.items())},
+                "insert_s": {
+                    k: round(v, 3) for k, v in sorted(self.backend.insert_seconds.items())
+                },
             },
-            "cases": {**self.cases.stats, "owned": len(self.cases.book.states),
-                      "timers": len(self.cases.book.queue)} if self.cases else {},
+            "cases": {
+                **self.cases.stats,
+                "owned": len(self.cases.book.states),
+                "timers": len(self.cases.book.queue),
+            }
+            if self.cases
+            else {},
             "busy_s": {k: round(v, 3) for k, v in sorted(self.busy.items())},
             "rss_mb": rss_mb(),
         }
-
-

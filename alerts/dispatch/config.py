@@ -100,8 +100,9 @@ class RouteConfig(_Strict):
     escalation: Escalation | None = None
     routes: list[RouteConfig] = Field(default_factory=list)
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
-                              arbitrary_types_allowed=True)  # fmt: skip
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, arbitrary_types_allowed=True
+    )
 
     @model_validator(mode="after")
     def _labels_known(self) -> RouteConfig:

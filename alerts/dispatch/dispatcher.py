@@ -186,7 +186,7 @@ class Dispatcher:
                 starts_at=starts_at,
                 ends_at=ends_at,
                 created_at=now,
-            )  # fmt: skip
+            )
         )
         self.audit.append(
             AuditEntry(now, author, "silence_add", sid, f"{reason} [{', '.join(map(str, ms))}]")
@@ -306,13 +306,12 @@ class Dispatcher:
                     if (route.id, i) in s.escalated or now < s.first_notified_at + step.after:
                         continue
                     s.escalated.add((route.id, i))
-                    receiver = on_call(step.receiver, self.config.rosters, now,
-                                       self.is_working_time)  # fmt: skip
+                    receiver = on_call(
+                        step.receiver, self.config.rosters, now, self.is_working_time
+                    )
                     out.append(
                         Notification(
-                            id=_digest(
-                                "escalation", route.id, fp, a.starts_at.isoformat(), str(i)
-                            ),  # fmt: skip
+                            id=_digest("escalation", route.id, fp, a.starts_at.isoformat(), str(i)),
                             receiver=receiver,
                             group_key=f"escalation:{route.id}:{fp}",
                             group_labels=dict(a.labels),

@@ -137,8 +137,9 @@ class InMemoryOutbox:
         return [r for r in self._rows.values() if r.status == "pending"]
 
     def dead(self, receiver: str | None = None) -> list[OutboxRow]:
-        return [r for r in self._rows.values()
-                if r.status == "dead" and receiver in (None, r.receiver)]  # fmt: skip
+        return [
+            r for r in self._rows.values() if r.status == "dead" and receiver in (None, r.receiver)
+        ]
 
     def rows(self) -> list[OutboxRow]:
         return list(self._rows.values())
@@ -148,6 +149,7 @@ class InMemoryOutbox:
         for nid in notification_ids:
             row = self._rows.get(nid)
             if row is not None and row.status in ("dead", "muted"):
-                out.append(self._put(replace(row, status="pending", updated_at=now,
-                                             next_attempt_at=now)))  # fmt: skip
+                out.append(
+                    self._put(replace(row, status="pending", updated_at=now, next_attempt_at=now))
+                )
         return out

@@ -236,10 +236,13 @@ class Notifier:
             while not stop.is_set():
                 self._wake.clear()
                 self.dispatch_due()
-                waits = [asyncio.ensure_future(self._wake.wait()),
-                         asyncio.ensure_future(stop.wait())]  # fmt: skip
-                await asyncio.wait(waits, timeout=self.poll_interval,
-                                   return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+                waits = [
+                    asyncio.ensure_future(self._wake.wait()),
+                    asyncio.ensure_future(stop.wait()),
+                ]
+                await asyncio.wait(
+                    waits, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
+                )
                 for w in waits:
                     w.cancel()
         except asyncio.CancelledError:

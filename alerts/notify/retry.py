@@ -30,8 +30,9 @@ class RetryPolicy:
         ceiling = min(self.cap.total_seconds(), self.base.total_seconds() * 2 ** (attempt - 1))
         return timedelta(seconds=ceiling * rand())
 
-    def wait(self, attempt: int, retry_after: timedelta | None,
-             rand: Callable[[], float] = random.random) -> timedelta:  # fmt: skip
+    def wait(
+        self, attempt: int, retry_after: timedelta | None, rand: Callable[[], float] = random.random
+    ) -> timedelta:
         """``Retry-After`` when given (capped), else the jittered backoff."""
         if retry_after is not None:
             return min(max(retry_after, timedelta(0)), self.max_retry_after)

@@ -43,10 +43,15 @@ def faust_bare_main(argv: list[str]) -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     app = App(
-        a.app_id, broker=a.broker, web_enabled=True, web_host="127.0.0.1", web_port=a.port,
-        web_bind="127.0.0.1", topic_partitions=a.partitions,
+        a.app_id,
+        broker=a.broker,
+        web_enabled=True,
+        web_host="127.0.0.1",
+        web_port=a.port,
+        web_bind="127.0.0.1",
+        topic_partitions=a.partitions,
         **consumer_options(Settings().worker, Path(a.datadir)),
-    )  # fmt: skip
+    )
     topic = app.topic(*a.topics.split(","), key_type=bytes, value_type=bytes)
     counts: Counter[str] = Counter()
     state = {"n": 0}

@@ -67,8 +67,11 @@ def case_events(
 ) -> Iterator[list[CaseInput]]:
     """The events of cases ``start`` .. ``start + n - 1``: each case's list in event order."""
     city = load_city(CITY)
-    subs = [code for code, (_, s) in city.subcategories.items()
-            if "hotline" in s.streams or "inspector" in s.streams]  # fmt: skip
+    subs = [
+        code
+        for code, (_, s) in city.subcategories.items()
+        if "hotline" in s.streams or "inspector" in s.streams
+    ]
     grids = [g.code for g in city.iter_grids()]
     rnd = random.Random(seed * 1_000_003 + start)
     spread = spread_hours * 3600.0
@@ -81,12 +84,28 @@ def case_events(
         (actions,) = rnd.choices(STAGES, STAGE_WEIGHTS)
         t = now - rnd.random() * spread
         opened = datetime.fromtimestamp(t, UTC)
-        evs = [CaseInput(cid, "accept", opened, grid=rnd.choice(grids), category=sub,
-                         source=source, urgent=urgent, event_id=f"{cid}/0")]  # fmt: skip
+        evs = [
+            CaseInput(
+                cid,
+                "accept",
+                opened,
+                grid=rnd.choice(grids),
+                category=sub,
+                source=source,
+                urgent=urgent,
+                event_id=f"{cid}/0",
+            )
+        ]
         for j, action in enumerate(actions[1:], 1):
             t += rnd.random() * (now - t) * 0.5
-            evs.append(CaseInput(cid, action, datetime.fromtimestamp(t, UTC),  # type: ignore[arg-type]
-                                 event_id=f"{cid}/{j}"))  # fmt: skip
+            evs.append(
+                CaseInput(
+                    cid,
+                    action,
+                    datetime.fromtimestamp(t, UTC),  # type: ignore[arg-type]
+                    event_id=f"{cid}/{j}",
+                )
+            )
         yield evs
 
 
@@ -142,12 +161,17 @@ def _tick_series(book: CaseBook) -> tuple[list[dict[str, Any]], list[Any], float
         t0 = time.perf_counter()
         out = book.tick(now, limit)
         dt = time.perf_counter() - t0
-        rows.append({
-            "due": len(due), "expected": expected, "fired": len(out),
-            "stale_dropped": len(due) - len(out), "tick_us": round(dt * 1e6, 1),
-            "us_per_fired": round(dt * 1e6 / len(out), 2) if out else None,
-            "kinds": dict(Counter(t.kind for t, _, _ in out)),
-        })  # fmt: skip
+        rows.append(
+            {
+                "due": len(due),
+                "expected": expected,
+                "fired": len(out),
+                "stale_dropped": len(due) - len(out),
+                "tick_us": round(dt * 1e6, 1),
+                "us_per_fired": round(dt * 1e6 / len(out), 2) if out else None,
+                "kinds": dict(Counter(t.kind for t, _, _ in out)),
+            }
+        )
         last = out
     return rows, last, now
 
@@ -171,8 +195,13 @@ def _rebuild(policy: SlaPolicy, cal: Any, book: CaseBook, n: int) -> dict[str, A
     t0 = time.perf_counter()
     loaded = fresh.load(events, fired)
     dt = time.perf_counter() - t0
-    return {"cases": loaded, "events": len(events), "seconds": round(dt, 2),
-            "cases_per_s": round(loaded / dt), "timers": len(fresh.queue)}  # fmt: skip
+    return {
+        "cases": loaded,
+        "events": len(events),
+        "seconds": round(dt, 2),
+        "cases_per_s": round(loaded / dt),
+        "timers": len(fresh.queue),
+    }
 
 
 def _traced(policy: SlaPolicy, cal: Any, n: int, now: float, seed: int) -> dict[str, Any]:
@@ -196,8 +225,13 @@ def _traced(policy: SlaPolicy, cal: Any, n: int, now: float, seed: int) -> dict[
         name = fr.filename.replace(root, "")
         if "site-packages" in name or name.startswith(sys.prefix):
             name = name.rsplit(os.sep, 2)[-1]
-        sites.append({"site": f"{name}:{fr.lineno}", "bytes_per_case": round(st.size / n),
-                      "objects_per_case": round(st.count / n, 2)})  # fmt: skip
+        sites.append(
+            {
+                "site": f"{name}:{fr.lineno}",
+                "bytes_per_case": round(st.size / n),
+                "objects_per_case": round(st.count / n, 2),
+            }
+        )
     del book
     return {"cases": n, "bytes_per_case": round(current / n), "top_sites": sites}
 
@@ -207,17 +241,25 @@ def _object_sizes(book: CaseBook) -> dict[str, int]:
     state = book.states[cid]
     ev = book.history[cid][0]
     return {
-        "CaseInput": sys.getsizeof(ev), "CaseState": sys.getsizeof(state),
-        "StageTimes": sys.getsizeof(state.timestamps), "Timer": sys.getsizeof(book.queue._heap[0]),
-        "datetime": sys.getsizeof(ev.at), "case_id str": sys.getsizeof(cid),
+        "CaseInput": sys.getsizeof(ev),
+        "CaseState": sys.getsizeof(state),
+        "StageTimes": sys.getsizeof(state.timestamps),
+        "Timer": sys.getsizeof(book.queue._heap[0]),
+        "datetime": sys.getsizeof(ev.at),
+        "case_id str": sys.getsizeof(cid),
         "event_id str": sys.getsizeof(ev.event_id),
-    }  # fmt: skip
+    }
 
 
 def run_case_bench(
-    n_cases: int = 1_000_000, *, seed: int = 3, now: float | None = None,
-    spread_hours: float = 8.0, sample: int = SAMPLE, verbose: bool = True,
-) -> dict[str, Any]:  # fmt: skip
+    n_cases: int = 1_000_000,
+    *,
+    seed: int = 3,
+    now: float | None = None,
+    spread_hours: float = 8.0,
+    sample: int = SAMPLE,
+    verbose: bool = True,
+) -> dict[str, Any]:
     """Open ``n_cases`` cases, then measure ticks, alerts, rebuild and memory (see module doc)."""
     t_start = time.perf_counter()
     now = time.time() if now is None else now
@@ -232,29 +274,40 @@ def run_case_bench(
     admit_s, n_events, zero_due = 0.0, 0, []
     checkpoints = sorted({c for c in ZERO_DUE_AT if c < n_cases} | {n_cases})
     for start in range(0, n_cases, CHUNK):
-        chunk = list(case_events(min(CHUNK, n_cases - start), now, start=start, seed=seed,
-                                 spread_hours=spread_hours))  # fmt: skip
+        chunk = list(
+            case_events(
+                min(CHUNK, n_cases - start), now, start=start, seed=seed, spread_hours=spread_hours
+            )
+        )
         t0 = time.perf_counter()
         n_events += _admit_all(book, chunk)
         admit_s += time.perf_counter() - t0
         del chunk
         if len(book.states) in checkpoints:
             us = _zero_due_tick_us(book)
-            zero_due.append({"open_cases": len(book.states), "timers": len(book.queue),
-                             "tick_us": round(us, 2)})  # fmt: skip
-            log(f"  {len(book.states):>9,} open: 0-due tick {us:.2f} µs, "
-                f"admit so far {len(book.states) / admit_s:,.0f} cases/s")  # fmt: skip
+            zero_due.append(
+                {"open_cases": len(book.states), "timers": len(book.queue), "tick_us": round(us, 2)}
+            )
+            log(
+                f"  {len(book.states):>9,} open: 0-due tick {us:.2f} µs, "
+                f"admit so far {len(book.states) / admit_s:,.0f} cases/s"
+            )
     gc.collect()
     rss1 = rss_mb()
     stages = Counter(s.stage for s in book.states.values())
     admit = {
-        "cases": n_cases, "events": n_events, "seconds": round(admit_s, 1),
-        "cases_per_s": round(n_cases / admit_s), "events_per_s": round(n_events / admit_s),
-        "stages": dict(stages), "fired_at_admit": len(book.fired),
-        "rss_before_mb": round(rss0), "rss_after_mb": round(rss1),
+        "cases": n_cases,
+        "events": n_events,
+        "seconds": round(admit_s, 1),
+        "cases_per_s": round(n_cases / admit_s),
+        "events_per_s": round(n_events / admit_s),
+        "stages": dict(stages),
+        "fired_at_admit": len(book.fired),
+        "rss_before_mb": round(rss0),
+        "rss_after_mb": round(rss1),
         "rss_bytes_per_case": round((rss1 - rss0) * 2**20 / n_cases),
         **_timer_counts(book),
-    }  # fmt: skip
+    }
     sizes = _object_sizes(book)
     log(f"admit: {admit}")
 
@@ -274,10 +327,16 @@ def run_case_bench(
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"nproc": os.cpu_count(), "python": platform.python_version()},
         "now": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),
-        "spread_hours": spread_hours, "admit": admit, "object_sizes": sizes,
-        "zero_due_tick": zero_due, "ticks": ticks, "alert": alerts, "rebuild": rebuild,
-        "tracemalloc": traced, "total_s": round(time.perf_counter() - t_start, 1),
-    }  # fmt: skip
+        "spread_hours": spread_hours,
+        "admit": admit,
+        "object_sizes": sizes,
+        "zero_due_tick": zero_due,
+        "ticks": ticks,
+        "alert": alerts,
+        "rebuild": rebuild,
+        "tracemalloc": traced,
+        "total_s": round(time.perf_counter() - t_start, 1),
+    }
     if verbose:
         print(format_table(result))
     return result
@@ -288,25 +347,31 @@ def format_table(r: dict[str, Any]) -> str:
     lines = [
         f"case timers: {a['cases']:,} open cases ({a['events']:,} events), "
         f"now {r['now']}, total {r['total_s']} s",
-        "| measure | value |", "|---|---:|",
+        "| measure | value |",
+        "|---|---:|",
         f"| admit | {a['cases_per_s']:,} cases/s ({a['events_per_s']:,} events/s) |",
         f"| timers in the queue | {a['timers']:,} ({a['live']:,} live, {a['stale']:,} stale) |",
         f"| RSS | {a['rss_before_mb']:,} -> {a['rss_after_mb']:,} MB |",
         f"| memory per open case, RSS | {a['rss_bytes_per_case']:,} B |",
         f"| memory per open case, tracemalloc ({tr['cases']:,}) | {tr['bytes_per_case']:,} B |",
-    ]  # fmt: skip
+    ]
     for z in r["zero_due_tick"]:
-        lines.append(f"| tick, 0 due, {z['open_cases']:,} open ({z['timers']:,} timers) "
-                     f"| {z['tick_us']:.2f} µs |")  # fmt: skip
+        lines.append(
+            f"| tick, 0 due, {z['open_cases']:,} open ({z['timers']:,} timers) "
+            f"| {z['tick_us']:.2f} µs |"
+        )
     for t in r["ticks"]:
         per = f", {t['us_per_fired']:.2f} µs/alert" if t["us_per_fired"] else ""
-        lines.append(f"| tick, {t['due']:,} due -> {t['fired']:,} fired "
-                     f"| {t['tick_us']:,.1f} µs{per} |")  # fmt: skip
+        lines.append(
+            f"| tick, {t['due']:,} due -> {t['fired']:,} fired | {t['tick_us']:,.1f} µs{per} |"
+        )
     al, rb = r["alert"], r["rebuild"]
     if al["us_per_alert"]:
         lines.append(f"| alert() build ({al['alerts']:,}) | {al['us_per_alert']:.2f} µs/alert |")
-    lines.append(f"| rebuild, CaseBook.load ({rb['cases']:,} cases, {rb['events']:,} events) "
-                 f"| {rb['cases_per_s']:,} cases/s ({rb['seconds']} s) |")  # fmt: skip
+    lines.append(
+        f"| rebuild, CaseBook.load ({rb['cases']:,} cases, {rb['events']:,} events) "
+        f"| {rb['cases_per_s']:,} cases/s ({rb['seconds']} s) |"
+    )
     lines.append("")
     lines.append("top allocation sites (tracemalloc, bytes per case):")
     for s in tr["top_sites"]:

@@ -28,9 +28,14 @@ class Wire:
 def _sim_config(**kw: Any) -> Any:
     rates = {s: {k: v * EVENT_RATE_SCALE for k, v in r.items()} for s, r in DEFAULT_RATES.items()}
     base = {
-        "seed": 11, "materialize": False, "cases": False, "incidents": False,
-        "bad_fraction": 0.0, "rates": rates, "duration_s": 7 * 86_400.0,
-    }  # fmt: skip
+        "seed": 11,
+        "materialize": False,
+        "cases": False,
+        "incidents": False,
+        "bad_fraction": 0.0,
+        "rates": rates,
+        "duration_s": 7 * 86_400.0,
+    }
     return SimConfig(**{**base, **kw})
 
 
@@ -55,13 +60,26 @@ def single_messages(city: Any, n: int, start: datetime) -> list[Wire]:
 
 def envelope_messages(city: Any, readings: int, start: datetime) -> list[Wire]:
     """Sensor gateway envelopes (<= 500 readings) plus the city's usual events meanwhile."""
-    sim = Simulator(city, _sim_config(envelopes=True, rate=1.0, envelope_size=500, start=start,
-                                      rates=DEFAULT_RATES, sensor_period_s=1.5))
+    sim = Simulator(
+        city,
+        _sim_config(
+            envelopes=True,
+            rate=1.0,
+            envelope_size=500,
+            start=start,
+            rates=DEFAULT_RATES,
+            sensor_period_s=1.5,
+        ),
+    )
     return _wires(sim.emissions(), readings, count_events=True)
 
 
 def mix_of(wires: list[Wire]) -> dict[str, Any]:
     c = Counter(w.stream for w in wires)
     size = sum(len(w.payload) for w in wires)
-    return {"messages": len(wires), "events": sum(w.events for w in wires),
-            "by_stream": dict(c), "avg_bytes": round(size / max(len(wires), 1))}  # fmt: skip
+    return {
+        "messages": len(wires),
+        "events": sum(w.events for w in wires),
+        "by_stream": dict(c),
+        "avg_bytes": round(size / max(len(wires), 1)),
+    }

@@ -15,8 +15,12 @@ from infra.topics import ensure_topics
 
 def topic_map(prefix: str) -> dict[str, str]:
     """Stream name -> topic, as the worker names them under ``prefix``."""
-    return {"inspector": f"{prefix}.inspector.reports", "sensor": f"{prefix}.sensor.readings",
-            "hotline": f"{prefix}.hotline.requests", "case": f"{prefix}.case.events"}  # fmt: skip
+    return {
+        "inspector": f"{prefix}.inspector.reports",
+        "sensor": f"{prefix}.sensor.readings",
+        "hotline": f"{prefix}.hotline.requests",
+        "case": f"{prefix}.case.events",
+    }
 
 
 def create_topics(bootstrap: str, prefix: str, partitions: int) -> list[str]:
@@ -61,9 +65,13 @@ async def produce(
     seconds spent.
     """
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=5 if rate else 20, max_batch_size=1 << 20,
-        max_request_size=16 << 20, acks="all", enable_idempotence=False,
-    )  # fmt: skip
+        bootstrap_servers=bootstrap,
+        linger_ms=5 if rate else 20,
+        max_batch_size=1 << 20,
+        max_request_size=16 << 20,
+        acks="all",
+        enable_idempotence=False,
+    )
     await producer.start()
     last: dict[tuple[str, int], int] = {}
     pending: list[asyncio.Future[Any]] = []
@@ -83,8 +91,9 @@ async def produce(
                 if wait > 0.002:
                     await asyncio.sleep(wait)
             ts = int(time.time() * 1000) if now_ts else w.ts_ms
-            pending.append(await producer.send(topics[w.stream], w.payload, key=w.key or None,
-                                               timestamp_ms=ts))  # fmt: skip
+            pending.append(
+                await producer.send(topics[w.stream], w.payload, key=w.key or None, timestamp_ms=ts)
+            )
             if len(pending) >= (200 if rate else 5_000):
                 await drain()
         await drain()
@@ -97,17 +106,23 @@ def prepublish(bootstrap: str, prefix: str, partitions: int, wires: list[Wire]) 
     """Create the topics under ``prefix`` and publish ``wires`` flat out; ends and timing."""
     create_topics(bootstrap, prefix, partitions)
     last, secs = run_sync(produce(bootstrap, topic_map(prefix), wires))
-    return {"ends": ends_of(last), "publish_s": round(secs, 2),
-            "publish_per_s": round(len(wires) / max(secs, 1e-9))}  # fmt: skip
+    return {
+        "ends": ends_of(last),
+        "publish_s": round(secs, 2),
+        "publish_per_s": round(len(wires) / max(secs, 1e-9)),
+    }
 
 
 async def consume_all(bootstrap: str, topics: list[str], total: int) -> dict[str, float]:
     """Read ``total`` records of ``topics`` from the start, no group: the client's ceiling."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-        auto_offset_reset="earliest", max_partition_fetch_bytes=16 << 20,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=16 << 20,
         fetch_max_bytes=64 << 20,
-    )  # fmt: skip
+    )
     await consumer.start()
     try:
         tps: list[TopicPartition] = []
@@ -140,7 +155,12 @@ async def consume_all(bootstrap: str, topics: list[str], total: int) -> dict[str
         raise RuntimeError(f"aiokafka consumer read {n} of {total} messages in 300 s")
     # no group join to exclude: the rate runs from the seek to the last record
     secs = max(t1 - t0, 1e-9)
-    return {"items": n, "from_ready_s": round(secs, 3), "steady_s": round(secs, 3),
-            "steady_per_s": round(n / secs, 1), "first_fetch": n_first,
-            "first_fetch_s": round(t_first - t0, 3),
-            "mb_per_s": round(size / 1e6 / secs, 1)}  # fmt: skip
+    return {
+        "items": n,
+        "from_ready_s": round(secs, 3),
+        "steady_s": round(secs, 3),
+        "steady_per_s": round(n / secs, 1),
+        "first_fetch": n_first,
+        "first_fetch_s": round(t_first - t0, 3),
+        "mb_per_s": round(size / 1e6 / secs, 1),
+    }

@@ -54,9 +54,14 @@ def cases_done(snap: dict[str, Any]) -> bool:
 
 
 def wait_count(
-    child: Child, t_ready: float, count: Callable[[dict[str, Any]], int],
-    done: Callable[[dict[str, Any]], bool], path: str, poll_s: float, timeout: float = 600,
-) -> tuple[Progress, dict[str, Any]]:  # fmt: skip
+    child: Child,
+    t_ready: float,
+    count: Callable[[dict[str, Any]], int],
+    done: Callable[[dict[str, Any]], bool],
+    path: str,
+    poll_s: float,
+    timeout: float = 600,
+) -> tuple[Progress, dict[str, Any]]:
     """Poll ``child``'s ``path`` until ``done``, recording ``count`` of each answer; the last
     answer. Raises RuntimeError when the child dies, TimeoutError after ``timeout`` s."""
     prog = Progress(t_ready)

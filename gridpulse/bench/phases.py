@@ -36,8 +36,14 @@ class Bench:
     """The phases against one broker (``bootstrap``, set once it runs); each phase publishes
     under a fresh topic prefix, runs its consumer as a child and returns its result dict."""
 
-    def __init__(self, settings: Settings, work: Path, seconds: float, profile: Path | None,
-                 say: Callable[[str], None]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: Settings,
+        work: Path,
+        seconds: float,
+        profile: Path | None,
+        say: Callable[[str], None],
+    ) -> None:
         self.base = settings
         self.work = work
         self.seconds = seconds
@@ -65,17 +71,19 @@ class Bench:
 
     def worker_env(self, prefix: str, port: int) -> dict[str, str]:
         env = dict(os.environ)  # GRIDPULSE_SINK__* etc. pass through: bench your tuning
-        env.update({
-            "GRIDPULSE_BROKER": f"kafka://{self.bootstrap}",
-            "GRIDPULSE_CLICKHOUSE": f"chdb://{self.work / ('chdb-' + prefix)}",
-            "GRIDPULSE_CITY_FILE": str(self.base.city_file),
-            "GRIDPULSE_DATA_DIR": str(self.work / "data"),
-            "GRIDPULSE_TOPICS__PREFIX": prefix,
-            "GRIDPULSE_TOPICS__PARTITIONS": str(self.partitions),
-            "GRIDPULSE_WORKER__APP_ID": f"gp-{prefix}",
-            "GRIDPULSE_WORKER__WEB_HOST": "127.0.0.1",
-            "GRIDPULSE_WORKER__WEB_PORT": str(port),
-        })  # fmt: skip
+        env.update(
+            {
+                "GRIDPULSE_BROKER": f"kafka://{self.bootstrap}",
+                "GRIDPULSE_CLICKHOUSE": f"chdb://{self.work / ('chdb-' + prefix)}",
+                "GRIDPULSE_CITY_FILE": str(self.base.city_file),
+                "GRIDPULSE_DATA_DIR": str(self.work / "data"),
+                "GRIDPULSE_TOPICS__PREFIX": prefix,
+                "GRIDPULSE_TOPICS__PARTITIONS": str(self.partitions),
+                "GRIDPULSE_WORKER__APP_ID": f"gp-{prefix}",
+                "GRIDPULSE_WORKER__WEB_HOST": "127.0.0.1",
+                "GRIDPULSE_WORKER__WEB_PORT": str(port),
+            }
+        )
         return env
 
     def start_worker(self, prefix: str) -> tuple[Child, float]:
@@ -101,21 +109,48 @@ class Bench:
         port = free_port()
         s = self.base
         cmd = [
-            sys.executable, "-m", "gridpulse.bench", "faust-bare",
-            "--broker", f"kafka://{self.bootstrap}", "--app-id", f"bare-{prefix}",
-            "--topics", ",".join(topic_map(prefix).values()), "--port", str(port),
-            "--mode", mode, "--batch", str(s.sink.ingest_batch_max),
-            "--within", str(s.sink.batch_seconds), "--partitions", str(self.partitions),
-            "--datadir", str(s.data_dir / "faust" / f"bare-{prefix}"),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "gridpulse.bench",
+            "faust-bare",
+            "--broker",
+            f"kafka://{self.bootstrap}",
+            "--app-id",
+            f"bare-{prefix}",
+            "--topics",
+            ",".join(topic_map(prefix).values()),
+            "--port",
+            str(port),
+            "--mode",
+            mode,
+            "--batch",
+            str(s.sink.ingest_batch_max),
+            "--within",
+            str(s.sink.batch_seconds),
+            "--partitions",
+            str(self.partitions),
+            "--datadir",
+            str(s.data_dir / "faust" / f"bare-{prefix}"),
+        ]
         child = self._spawn(cmd, dict(os.environ), f"faust-bare-{mode}-{prefix}", port)
         try:
             t_ready = child.wait_ready("/count/")
             total = len(wires)
-            prog, snap = wait_count(child, t_ready, lambda s: int(s["n"]),
-                                    lambda s: int(s["n"]) >= total, "/count/", POLL_BARE_S)
-            res = {**prog.summary(total), "rss_mb": rss_mb(child.pid), "mode": mode,
-                   "counted": snap["n"], "publish_s": pub["publish_s"]}  # fmt: skip
+            prog, snap = wait_count(
+                child,
+                t_ready,
+                lambda s: int(s["n"]),
+                lambda s: int(s["n"]) >= total,
+                "/count/",
+                POLL_BARE_S,
+            )
+            res = {
+                **prog.summary(total),
+                "rss_mb": rss_mb(child.pid),
+                "mode": mode,
+                "counted": snap["n"],
+                "publish_s": pub["publish_s"],
+            }
         finally:
             self._stop(child)
         return res
@@ -129,20 +164,30 @@ class Bench:
         prof = Profiler(child.pid, self.profile / f"{phase}.txt" if self.profile else None)
         try:
             total = sum(w.events for w in wires)
-            prog, snap = wait_count(child, t_ready, lambda s: int(s["events"]),
-                                    lambda s: covered(s["processed"], ends) and cases_done(s),
-                                    "/stats/",
-                                    POLL_WORKER_S)  # fmt: skip
+            prog, snap = wait_count(
+                child,
+                t_ready,
+                lambda s: int(s["events"]),
+                lambda s: covered(s["processed"], ends) and cases_done(s),
+                "/stats/",
+                POLL_WORKER_S,
+            )
             self.say(f"  done: {prog.summary(total)}")
             profile = prof.stop()
-            res = {**prog.summary(total), "messages": snap["messages"], "events": snap["events"],
-                   "dead_lettered": snap["dead_lettered"], "batches": snap["batches"],
-                    "last_batch_ms": snap.get("last_batch_ms"),
-                    "sink_inserts": snap["sink"]["inserts"], "busy_s": snap.get("busy_s"),
-                   "insert_s": snap.get("clickhouse", {}).get("insert_s"),
-                   "rss_mb": snap.get("rss_mb") or rss_mb(child.pid),
-                   "sink_failures": snap["sink"]["failures"],
-                   "publish_s": pub["publish_s"]}  # fmt: skip
+            res = {
+                **prog.summary(total),
+                "messages": snap["messages"],
+                "events": snap["events"],
+                "dead_lettered": snap["dead_lettered"],
+                "batches": snap["batches"],
+                "last_batch_ms": snap.get("last_batch_ms"),
+                "sink_inserts": snap["sink"]["inserts"],
+                "busy_s": snap.get("busy_s"),
+                "insert_s": snap.get("clickhouse", {}).get("insert_s"),
+                "rss_mb": snap.get("rss_mb") or rss_mb(child.pid),
+                "sink_failures": snap["sink"]["failures"],
+                "publish_s": pub["publish_s"],
+            }
             if profile:
                 res["profile"] = profile
             if snap["events"] < total:
@@ -163,25 +208,43 @@ class Bench:
         try:
             # caught up: a warm-up burst fully stored (also waits out the group join)
             last, _ = run_sync(produce(self.bootstrap, topics, warm, now_ts=True))
-            wait_count(child, time.monotonic(), lambda s: int(s["messages"]),
-                       lambda s: covered(s["processed"], ends_of(last)), "/stats/", 0.2, 120)
+            wait_count(
+                child,
+                time.monotonic(),
+                lambda s: int(s["messages"]),
+                lambda s: covered(s["processed"], ends_of(last)),
+                "/stats/",
+                0.2,
+                120,
+            )
             child.http.post("/stats/reset-latency/")
             last, secs = run_sync(produce(self.bootstrap, topics, live, rate=rate, now_ts=True))
-            _, snap = wait_count(child, time.monotonic(), lambda s: int(s["messages"]),
-                                 lambda s: covered(s["processed"], ends_of(last)), "/stats/",
-                                 0.2, 120)  # fmt: skip
+            _, snap = wait_count(
+                child,
+                time.monotonic(),
+                lambda s: int(s["messages"]),
+                lambda s: covered(s["processed"], ends_of(last)),
+                "/stats/",
+                0.2,
+                120,
+            )
             lat = snap["latency_s"]
             self.say(f"  latency: {lat}")
-            return {"target_rate_per_s": round(rate), "sent": len(live),
-                    "achieved_rate_per_s": round(len(live) / max(secs, 1e-9)),
-                    "seconds": round(secs, 1), **{k: lat.get(k) for k in ("p50", "p99", "max",
-                                                                          "n")},
-                    "batch_seconds": self.base.sink.batch_seconds, "batches": snap["batches"],
-                    "last_batch_ms": snap.get("last_batch_ms"),
-                    "sink_inserts": snap["sink"]["inserts"], "busy_s": snap.get("busy_s"),
-                    "insert_s": snap.get("clickhouse", {}).get("insert_s"),
-                    "alerts": (snap.get("cases") or {}).get("alerts"),
-                    "rss_mb": snap.get("rss_mb")}  # fmt: skip
+            return {
+                "target_rate_per_s": round(rate),
+                "sent": len(live),
+                "achieved_rate_per_s": round(len(live) / max(secs, 1e-9)),
+                "seconds": round(secs, 1),
+                **{k: lat.get(k) for k in ("p50", "p99", "max", "n")},
+                "batch_seconds": self.base.sink.batch_seconds,
+                "batches": snap["batches"],
+                "last_batch_ms": snap.get("last_batch_ms"),
+                "sink_inserts": snap["sink"]["inserts"],
+                "busy_s": snap.get("busy_s"),
+                "insert_s": snap.get("clickhouse", {}).get("insert_s"),
+                "alerts": (snap.get("cases") or {}).get("alerts"),
+                "rss_mb": snap.get("rss_mb"),
+            }
         finally:
             self._stop(child)
 

@@ -53,10 +53,23 @@ class Profiler:
         if out is None or not Path(exe).exists():
             return
         self.proc = subprocess.Popen(
-            [exe, "record", "--format", "raw", "--rate", "97", "--nonblocking", "-o", str(out),
-             "--pid", str(pid)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            [
+                exe,
+                "record",
+                "--format",
+                "raw",
+                "--rate",
+                "97",
+                "--nonblocking",
+                "-o",
+                str(out),
+                "--pid",
+                str(pid),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def stop(self) -> dict[str, Any] | None:
         """Stop recording (SIGINT: py-spy writes its file); the project's hot spots, or None."""

@@ -51,21 +51,31 @@ def machine_info() -> dict[str, Any]:
 def verdict(ph: dict[str, Any]) -> dict[str, Any]:
     """Each target the phases measured: ``{"value", "target", "met"}``."""
     out: dict[str, Any] = {}
-    bare = max((ph.get(k, {}).get("steady_per_s", 0) for k in ("faust_take", "faust_iter")),
-               default=0)  # fmt: skip
+    bare = max(
+        (ph.get(k, {}).get("steady_per_s", 0) for k in ("faust_take", "faust_iter")), default=0
+    )
     single = ph.get("gridpulse_single", {}).get("steady_per_s")
     if bare and single:
         ratio = single / bare
-        out["single_vs_bare"] = {"value": round(ratio, 3), "target": TARGETS["single_vs_bare"],
-                                 "met": ratio >= TARGETS["single_vs_bare"]}  # fmt: skip
+        out["single_vs_bare"] = {
+            "value": round(ratio, 3),
+            "target": TARGETS["single_vs_bare"],
+            "met": ratio >= TARGETS["single_vs_bare"],
+        }
     env = ph.get("gridpulse_envelopes", {}).get("steady_per_s")
     if env:
-        out["readings_per_s"] = {"value": env, "target": TARGETS["readings_per_s"],
-                                 "met": env >= TARGETS["readings_per_s"]}  # fmt: skip
+        out["readings_per_s"] = {
+            "value": env,
+            "target": TARGETS["readings_per_s"],
+            "met": env >= TARGETS["readings_per_s"],
+        }
     p99 = ph.get("latency", {}).get("p99")
     if p99 is not None:
-        out["latency_p99_s"] = {"value": p99, "target": TARGETS["latency_p99_s"],
-                                "met": p99 <= TARGETS["latency_p99_s"]}  # fmt: skip
+        out["latency_p99_s"] = {
+            "value": p99,
+            "target": TARGETS["latency_p99_s"],
+            "met": p99 <= TARGETS["latency_p99_s"],
+        }
     return out
 
 
@@ -81,12 +91,20 @@ def print_report(console: Console, r: dict[str, Any]) -> None:
         d = ph.get(key)
         if not d:
             return
-        t.add_row(name, f"{d.get('items', 0):,}", f"{d.get('steady_per_s', 0):,.0f} {unit}",
-                  f"{d.get('steady_s', 0):.1f}", f"{d.get('from_ready_s', 0):.1f}",
-                  f"{d['rss_mb']:.0f}" if d.get("rss_mb") else "-", note)  # fmt: skip
+        t.add_row(
+            name,
+            f"{d.get('items', 0):,}",
+            f"{d.get('steady_per_s', 0):,.0f} {unit}",
+            f"{d.get('steady_s', 0):.1f}",
+            f"{d.get('from_ready_s', 0):.1f}",
+            f"{d['rss_mb']:.0f}" if d.get("rss_mb") else "-",
+            note,
+        )
 
-    bare = max(ph.get("faust_take", {}).get("steady_per_s", 0),
-               ph.get("faust_iter", {}).get("steady_per_s", 0))  # fmt: skip
+    bare = max(
+        ph.get("faust_take", {}).get("steady_per_s", 0),
+        ph.get("faust_iter", {}).get("steady_per_s", 0),
+    )
     row("1 aiokafka consumer (no group)", "aiokafka", "msg")
     row("2a bare Faust, stream.take", "faust_take", "msg", "json.loads + dict count")
     row("2b bare Faust, per message", "faust_iter", "msg", "json.loads + dict count")
@@ -105,8 +123,12 @@ def print_report(console: Console, r: dict[str, Any]) -> None:
             f"acknowledged by ClickHouse (queryable); sink batch_seconds={lat['batch_seconds']}"
         )
     for k, v in r.get("verdict", {}).items():
-        console.print(f"target {k}: {v['value']} vs {v['target']} -> "
-                      + ("[green]met[/]" if v["met"] else "[red]NOT met[/]"))  # fmt: skip
-    console.print(f"machine: {m['nproc']} cpu, {m['cpu']}, {m['mem_gb']} GB, Python {m['python']}, "
-                  f"chdb {m['chdb']}, faust-streaming {m['faust-streaming']}, aiokafka "
-                  f"{m['aiokafka']}; total {r.get('total_s')} s")  # fmt: skip
+        console.print(
+            f"target {k}: {v['value']} vs {v['target']} -> "
+            + ("[green]met[/]" if v["met"] else "[red]NOT met[/]")
+        )
+    console.print(
+        f"machine: {m['nproc']} cpu, {m['cpu']}, {m['mem_gb']} GB, Python {m['python']}, "
+        f"chdb {m['chdb']}, faust-streaming {m['faust-streaming']}, aiokafka "
+        f"{m['aiokafka']}; total {r.get('total_s')} s"
+    )

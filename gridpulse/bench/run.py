@@ -35,10 +35,13 @@ def bench_settings(args: argparse.Namespace, work: Path) -> Settings:
         overrides["city_file"] = city_path(city)
     port = free_port()
     return Settings(  # type: ignore[call-arg]
-        data_dir=work / "stack", broker=f"kafka://127.0.0.1:{port}",
-        clickhouse=f"chdb://{work / 'chdb'}", local=LocalStackSettings(broker_port=port),
-        topics={"prefix": f"bench{uuid.uuid4().hex[:6]}"}, **overrides,
-    )  # fmt: skip
+        data_dir=work / "stack",
+        broker=f"kafka://127.0.0.1:{port}",
+        clickhouse=f"chdb://{work / 'chdb'}",
+        local=LocalStackSettings(broker_port=port),
+        topics={"prefix": f"bench{uuid.uuid4().hex[:6]}"},
+        **overrides,
+    )
 
 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -48,14 +51,18 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     seconds = float(getattr(args, "seconds", 20.0) or 20.0)
     keep = bool(getattr(args, "keep", False))
     phases = set((getattr(args, "phases", None) or "all").split(","))
-    want = (lambda p: "all" in phases or p in phases)  # noqa: E731
+    want = lambda p: "all" in phases or p in phases  # noqa: E731
     work = Path(tempfile.mkdtemp(prefix="gridpulse-bench-"))
     profile = Path(args.profile) if getattr(args, "profile", None) else None
     if profile:
         profile.mkdir(parents=True, exist_ok=True)
     settings = bench_settings(args, work)
-    results: dict[str, Any] = {"machine": machine_info(), "seconds": seconds,
-                               "targets": TARGETS, "phases": {}}  # fmt: skip
+    results: dict[str, Any] = {
+        "machine": machine_info(),
+        "seconds": seconds,
+        "targets": TARGETS,
+        "phases": {},
+    }
     ph = results["phases"]
 
     def say(msg: str) -> None:

@@ -24,7 +24,21 @@ from sinks.base.store import (
 from sinks.base.table import SinkTable, TableLayout
 
 __all__ = [
-    "BatchSink", "CaseLogEntry", "Checkpoint", "Ledger", "LedgerKind", "QueryRefused",
-    "RetryPolicy", "SinkBackend", "SinkStopped", "SinkTable", "StateReader", "Store",
-    "StoreBackend", "StoreLayout", "TableLayout", "keep_after", "span_rows",
-]  # fmt: skip
+    "BatchSink",
+    "CaseLogEntry",
+    "Checkpoint",
+    "Ledger",
+    "LedgerKind",
+    "QueryRefused",
+    "RetryPolicy",
+    "SinkBackend",
+    "SinkStopped",
+    "SinkTable",
+    "StateReader",
+    "Store",
+    "StoreBackend",
+    "StoreLayout",
+    "TableLayout",
+    "keep_after",
+    "span_rows",
+]

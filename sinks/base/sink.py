@@ -66,9 +66,7 @@ class BatchSink:
     """Writes checkpoints table by table; each table insert is one atomic block carrying its
     own ledger entries, so a crash between tables is repaired table by table on redelivery."""
 
-    def __init__(
-        self, backend: SinkBackend, tables: list[SinkTable], retry: RetryPolicy
-    ) -> None:
+    def __init__(self, backend: SinkBackend, tables: list[SinkTable], retry: RetryPolicy) -> None:
         self.backend = backend
         self.tables = tables
         self.retry = retry
@@ -96,8 +94,9 @@ class BatchSink:
         """The offsets ``table_name`` already holds (agents skip redelivered input by it);
         waits out store outages like a write does."""
         table = next(t for t in self.tables if t.name == table_name)
-        return await self.retrying(f"reading the ledger of {table_name}",
-                                   lambda: self._ledger(table))  # fmt: skip
+        return await self.retrying(
+            f"reading the ledger of {table_name}", lambda: self._ledger(table)
+        )
 
     async def retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """``call()`` until it succeeds, with this sink's backoff; the consumer waits."""
@@ -114,8 +113,13 @@ class BatchSink:
             except Exception as exc:  # the store is unreachable
                 self._note_failure(exc)
                 delay = self.retry.delay(attempt)
-                log.warning("sink: %s failed (attempt %d), retry in %.1fs: %s",
-                            what, attempt + 1, delay, self.stats.last_error)  # fmt: skip
+                log.warning(
+                    "sink: %s failed (attempt %d), retry in %.1fs: %s",
+                    what,
+                    attempt + 1,
+                    delay,
+                    self.stats.last_error,
+                )
                 attempt += 1
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)
@@ -136,9 +140,13 @@ class BatchSink:
         return ledger
 
     def rows_for(
-        self, table: SinkTable, checkpoint: Checkpoint, frame: pd.DataFrame,
-        ledger: Ledger, info: CheckpointInfo,
-    ) -> pd.DataFrame:  # fmt: skip
+        self,
+        table: SinkTable,
+        checkpoint: Checkpoint,
+        frame: pd.DataFrame,
+        ledger: Ledger,
+        info: CheckpointInfo,
+    ) -> pd.DataFrame:
         fresh = keep_after(frame, ledger, checkpoint.first_offsets)
         dropped = len(frame) - len(fresh)
         if dropped:
@@ -153,19 +161,22 @@ class BatchSink:
             spans = span_rows(checkpoint.last_offsets, ledger)
             if spans:
                 k = len(spans)
-                marks = pd.DataFrame({
-                    **{c: [v] * k for c, v in table.ledger_row_defaults.items()},
-                    "ledger_topic": [t for t, _, _ in spans],
-                    "ledger_partition": [p for _, p, _ in spans],
-                    "offset_span": [s for _, _, s in spans],
-                })  # fmt: skip
+                marks = pd.DataFrame(
+                    {
+                        **{c: [v] * k for c, v in table.ledger_row_defaults.items()},
+                        "ledger_topic": [t for t, _, _ in spans],
+                        "ledger_partition": [p for _, p, _ in spans],
+                        "offset_span": [s for _, _, s in spans],
+                    }
+                )
                 rows = marks if rows.empty else pd.concat([rows, marks], ignore_index=True)
         if list(rows.columns) == list(table.columns):
             return rows
         return rows.reindex(columns=list(table.columns))
 
-    def _written(self, table: SinkTable, ledger: Ledger, rows: pd.DataFrame,
-                 checkpoint: Checkpoint) -> None:  # fmt: skip
+    def _written(
+        self, table: SinkTable, ledger: Ledger, rows: pd.DataFrame, checkpoint: Checkpoint
+    ) -> None:
         """Bookkeeping once ``rows`` (possibly none) of ``checkpoint`` are in ``table``."""
         if len(rows):
             self.stats.rows[table.name] = self.stats.rows.get(table.name, 0) + len(rows)
@@ -174,9 +185,12 @@ class BatchSink:
             advance(ledger, checkpoint.last_offsets)  # a span ledger stays behind
 
     async def _write_routed(
-        self, tables: list[SinkTable], checkpoint: Checkpoint,
-        frames: Mapping[str, pd.DataFrame], info: CheckpointInfo,
-    ) -> None:  # fmt: skip
+        self,
+        tables: list[SinkTable],
+        checkpoint: Checkpoint,
+        frames: Mapping[str, pd.DataFrame],
+        info: CheckpointInfo,
+    ) -> None:
         """``tables``' rows in one insert into their route. Should it fail, the store may
         have routed the rows to some tables and not to others: their ledgers are re-read
         and each table is then written on its own (and retried) as usual."""
@@ -193,8 +207,8 @@ class BatchSink:
             parts = [routed_rows(route, t.name, rows) for t, _, rows in written if len(rows)]
             if parts:
                 await self.backend.insert(
-                    route.name, parts[0] if len(parts) == 1 else pd.concat(parts,
-                                                                          ignore_index=True))
+                    route.name, parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+                )
                 self.stats.inserts += 1
         except asyncio.CancelledError:
             raise
@@ -202,8 +216,12 @@ class BatchSink:
             for table in tables:
                 self._ledgers.pop(table.name, None)
             self._note_failure(exc)
-            log.warning("sink: writing %s failed, writing its %d tables one by one: %s",
-                        route.name, len(tables), self.stats.last_error)  # fmt: skip
+            log.warning(
+                "sink: writing %s failed, writing its %d tables one by one: %s",
+                route.name,
+                len(tables),
+                self.stats.last_error,
+            )
             for table in tables:
                 await self._write_table(table, checkpoint, frames[table.source], info)
             return
@@ -212,9 +230,12 @@ class BatchSink:
         self.stats.waiting_since = None
 
     async def _write_table(
-        self, table: SinkTable, checkpoint: Checkpoint, frame: pd.DataFrame,
+        self,
+        table: SinkTable,
+        checkpoint: Checkpoint,
+        frame: pd.DataFrame,
         info: CheckpointInfo,
-    ) -> None:  # fmt: skip
+    ) -> None:
         attempt = 0
         while True:
             if self._stopping.is_set():
@@ -239,8 +260,11 @@ class BatchSink:
                 delay = self.retry.delay(attempt)
                 log.warning(
                     "sink: writing %s failed (attempt %d), consumer paused, retry in %.1fs: %s",
-                    table.name, attempt + 1, delay, self.stats.last_error,
-                )  # fmt: skip
+                    table.name,
+                    attempt + 1,
+                    delay,
+                    self.stats.last_error,
+                )
                 attempt += 1
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)

@@ -71,5 +71,12 @@ class SinkTable:
     @classmethod
     def of(cls, layout: TableLayout, source: str, derive: Derive = _identity) -> SinkTable:
         """The table the store lays out as ``layout``, fed from frame ``source``."""
-        return cls(layout.name, source, layout.columns, layout.ledger, derive,
-                   layout.ledger_row_defaults, layout.route)  # fmt: skip
+        return cls(
+            layout.name,
+            source,
+            layout.columns,
+            layout.ledger,
+            derive,
+            layout.ledger_row_defaults,
+            layout.route,
+        )

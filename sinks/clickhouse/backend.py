@@ -30,8 +30,11 @@ _READ_ONLY = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXISTS|EXPLAIN)\b"
 # One insert must land as one part: never split across threads or blocks. Rows are not
 # pre-merged at insert (optimize_on_insert): summing and replacing tables are read with
 # sum()/FINAL anyway, and skipping it takes 15-20 % off each small count insert.
-_INSERT_SETTINGS = {"max_insert_threads": 1, "max_partitions_per_insert_block": 100,
-                    "optimize_on_insert": 0}  # fmt: skip
+_INSERT_SETTINGS = {
+    "max_insert_threads": 1,
+    "max_partitions_per_insert_block": 100,
+    "optimize_on_insert": 0,
+}
 
 
 def check_read_only(sql: str) -> str:
@@ -124,8 +127,11 @@ class ClickHouseBackend:
             self.insert_sync(
                 "schema_migrations",
                 pd.DataFrame(
-                    {"version": [m.version], "description": [m.description],
-                     "applied_at": [int(time.time())]}  # fmt: skip
+                    {
+                        "version": [m.version],
+                        "description": [m.description],
+                        "applied_at": [int(time.time())],
+                    }
                 ),
             )
             done.append(m.version)
@@ -136,9 +142,21 @@ class ClickHouseBackend:
 
     def case_log_sync(self, topic: str, partition: int) -> list[CaseLogEntry]:
         rows = self.rows_sync(schema.case_log_sql(self.db, topic, partition))
-        return [CaseLogEntry(str(c), str(a), int(ms), str(g), str(cat), str(u), int(d), str(r),
-                             str(src), str(eid))
-                for c, a, ms, g, cat, u, d, r, src, eid in rows]  # fmt: skip
+        return [
+            CaseLogEntry(
+                str(c),
+                str(a),
+                int(ms),
+                str(g),
+                str(cat),
+                str(u),
+                int(d),
+                str(r),
+                str(src),
+                str(eid),
+            )
+            for c, a, ms, g, cat, u, d, r, src, eid in rows
+        ]
 
     async def fired_alerts(self, topic: str, partition: int) -> list[str]:
         rows = await self.rows(schema.fired_alerts_sql(self.db, topic, partition))
@@ -247,8 +265,10 @@ class NativeBackend(ClickHouseBackend):
                 columns.append([float(v) for v in values.to_numpy()])
             else:
                 columns.append(
-                    [v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else str(v)
-                     for v in values.to_numpy()]  # fmt: skip
+                    [
+                        v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else str(v)
+                        for v in values.to_numpy()
+                    ]
                 )
         self._client.execute(
             f"INSERT INTO {self.db}.{table} ({', '.join(frame.columns)}) VALUES",

@@ -60,24 +60,42 @@ _SPANS: dict[str, tuple[str, str]] = {
 RATES: dict[str, tuple[str, str, str, str]] = {
     "registration_rate": ("registered", "accepted", "立案率", "registration rate"),
     "close_rate": ("closed", "due_to_close", "结案率", "closure rate"),
-    "on_time_close_rate": ("closed_on_time", "due_to_close", "按期结案率",
-                           "on-time closure rate"),
-    "on_time_close_rate_unpaused": ("closed_on_time_unpaused", "due_unpaused",
-                                    "按期结案率(不含缓办)", "on-time closure rate, never paused"),
+    "on_time_close_rate": ("closed_on_time", "due_to_close", "按期结案率", "on-time closure rate"),
+    "on_time_close_rate_unpaused": (
+        "closed_on_time_unpaused",
+        "due_unpaused",
+        "按期结案率(不含缓办)",
+        "on-time closure rate, never paused",
+    ),
     "handle_rate": ("handled", "dispatched", "处置率", "handling rate"),
-    "on_time_handle_rate": ("handled_on_time", "dispatched", "按期处置率",
-                            "on-time handling rate"),
+    "on_time_handle_rate": ("handled_on_time", "dispatched", "按期处置率", "on-time handling rate"),
     "rework_rate": ("reworked", "handled", "返工率", "rework rate"),
     "extension_rate": ("extended", "registered", "延期率", "extension rate"),
-    "on_time_ack_rate": ("acknowledged_on_time", "dispatched", "及时签收率",
-                         "on-time acknowledgement rate"),
-    "response_rate": ("hotline_acknowledged_on_time", "hotline_dispatched", "响应率",
-                      "hotline response rate"),
-    "resolution_rate": ("hotline_resolved", "hotline_accepted", "解决率",
-                        "hotline resolution rate"),
-    "satisfaction_rate": ("hotline_satisfied", "hotline_rated", "满意率",
-                          "hotline satisfaction rate"),
-}  # fmt: skip
+    "on_time_ack_rate": (
+        "acknowledged_on_time",
+        "dispatched",
+        "及时签收率",
+        "on-time acknowledgement rate",
+    ),
+    "response_rate": (
+        "hotline_acknowledged_on_time",
+        "hotline_dispatched",
+        "响应率",
+        "hotline response rate",
+    ),
+    "resolution_rate": (
+        "hotline_resolved",
+        "hotline_accepted",
+        "解决率",
+        "hotline resolution rate",
+    ),
+    "satisfaction_rate": (
+        "hotline_satisfied",
+        "hotline_rated",
+        "满意率",
+        "hotline satisfaction rate",
+    ),
+}
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -192,8 +210,7 @@ def percent(rate: float | None) -> float | None:
 # --- KPIs ------------------------------------------------------------------------------------
 
 
-def _flags(db: str, start: datetime, end: datetime, defs: KpiDefinitions,
-           cutoff: datetime) -> str:  # fmt: skip
+def _flags(db: str, start: datetime, end: datetime, defs: KpiDefinitions, cutoff: datetime) -> str:
     """Per case of the period (latest version): the flags the aggregates count."""
     keep = "(voided = 0)" if defs.exclude_voided else "1"
     closed = "(stage = 'closed')"
@@ -366,10 +383,24 @@ def rank(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
 # --- SLA countdown ---------------------------------------------------------------------------
 
 COUNTDOWN_COLUMNS: tuple[str, ...] = (
-    "case_id", "stage", "stage_started_at", "stage_deadline", "remaining_s", "paused",
-    "stage_limit_unit", "urgent", "source", "district", "street", "community", "grid_code",
-    "category", "subcategory", "unit", "opened_at",
-)  # fmt: skip
+    "case_id",
+    "stage",
+    "stage_started_at",
+    "stage_deadline",
+    "remaining_s",
+    "paused",
+    "stage_limit_unit",
+    "urgent",
+    "source",
+    "district",
+    "street",
+    "community",
+    "grid_code",
+    "category",
+    "subcategory",
+    "unit",
+    "opened_at",
+)
 _LATEST = [c for c in COUNTDOWN_COLUMNS if c not in ("case_id", "remaining_s")]
 _FILTERABLE = frozenset(
     {"district", "street", "community", "grid_code", "unit", "source", "category", "stage"}

@@ -84,7 +84,7 @@ def v1_core(db: str, f: Features, s: Settings) -> list[str]:
             reporter_id String, caller_hash String, channel {lc},
             lon Float64, lat Float64, text String, late UInt8, {src}
         ) ENGINE = MergeTree PARTITION BY toYYYYMM(ingested_at)
-        ORDER BY (source, grid_code, event_time){_ttl(f, 'ingested_at', s.raw_retention_days)}""",
+        ORDER BY (source, grid_code, event_time){_ttl(f, "ingested_at", s.raw_retention_days)}""",
         f"""CREATE TABLE IF NOT EXISTS {db}.{CASE_TABLE} (
             event_time {dt}, record_time {dt}, ingested_at {dt}, event_id String,
             case_id String, action {lc}, grid_code {lc}, category {lc}, unit String,
@@ -209,12 +209,15 @@ class Migration:
 
 MIGRATIONS: list[Migration] = [
     Migration(1, "raw events, case events, dead letters, windowed counts with ledgers", v1_core),
-    Migration(2, "case lifecycle outcomes, case state snapshots, SLA warnings and breaches",
-              v2_cases),
-    Migration(3, "one routed insert for all count tables (Null input, a view per table)",
-              v3_counts_input),
-    Migration(4, "read model: counts_<window>, late_counts, cases, sla_alerts views",
-              v4_read_model),
+    Migration(
+        2, "case lifecycle outcomes, case state snapshots, SLA warnings and breaches", v2_cases
+    ),
+    Migration(
+        3, "one routed insert for all count tables (Null input, a view per table)", v3_counts_input
+    ),
+    Migration(
+        4, "read model: counts_<window>, late_counts, cases, sla_alerts views", v4_read_model
+    ),
 ]
 
 

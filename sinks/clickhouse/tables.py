@@ -36,9 +36,11 @@ RAW_EVENT_COLUMNS = (*EVENT_COLUMNS, "ingested_at", "late")
 RAW_DEAD_COLUMNS = (*DEAD_LETTER_COLUMNS, "ingested_at")
 CASE_ROW_COLUMNS = (*CASE_COLUMNS, *OUTCOME_COLUMNS, "ingested_at")
 COUNTS_ROUTE = Route(
-    schema.COUNTS_INPUT, schema.ROUTE_COLUMN, (schema.ROUTE_COLUMN, *schema.LATE_COLUMNS),
+    schema.COUNTS_INPUT,
+    schema.ROUTE_COLUMN,
+    (schema.ROUTE_COLUMN, *schema.LATE_COLUMNS),
     {"granularity": ""},
-)  # fmt: skip
+)
 """Every count table's rows in one insert (schema migration 3 routes them)."""
 
 _LEDGER_DEFAULTS = {"bucket": 0, "n": 0, **{k: "" for k in COUNT_KEY}}
@@ -65,12 +67,22 @@ class ClickHouseLayout:
         if role == SLA_EVENTS:
             return TableLayout(schema.SLA_TABLE, SLA_ALERT_COLUMNS, LedgerKind.NONE)
         if role == LATE_COUNTS:
-            return TableLayout(schema.LATE_TABLE, schema.LATE_COLUMNS, LedgerKind.SPAN,
-                               {**_LEDGER_DEFAULTS, "granularity": ""}, route)  # fmt: skip
+            return TableLayout(
+                schema.LATE_TABLE,
+                schema.LATE_COLUMNS,
+                LedgerKind.SPAN,
+                {**_LEDGER_DEFAULTS, "granularity": ""},
+                route,
+            )
         for window in self.windows:
             if role == counts_role(window):
-                return TableLayout(schema.counts_table(window), schema.COUNT_COLUMNS,
-                                   LedgerKind.SPAN, _LEDGER_DEFAULTS, route)  # fmt: skip
+                return TableLayout(
+                    schema.counts_table(window),
+                    schema.COUNT_COLUMNS,
+                    LedgerKind.SPAN,
+                    _LEDGER_DEFAULTS,
+                    route,
+                )
         raise KeyError(f"no table for role {role!r}")
 
 

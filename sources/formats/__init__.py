@@ -22,9 +22,7 @@ from core.types import TimeZoneName
 
 FORMATS_DIR = Path(__file__).resolve().parent
 
-NormalizedStatus = Literal[
-    "closed", "open", "cancelled", "referred", "transferred", "duplicate"
-]
+NormalizedStatus = Literal["closed", "open", "cancelled", "referred", "transferred", "duplicate"]
 VOID_LIKE: frozenset[str] = frozenset({"cancelled", "referred", "transferred", "duplicate"})
 """Normalized statuses whose cases end voided, not closed (see ``sources.replay``)."""
 TimeColumn = Literal["created", "closed", "due", "updated"]
@@ -181,8 +179,3 @@ def load_format(name_or_path: str | Path) -> ImportFormat:
     with open(path, encoding="utf-8") as fh:
         data = yaml.safe_load(fh)
     return ImportFormat.model_validate(data)
-
-
-def available_formats() -> list[str]:
-    """Names of the formats bundled with gridpulse."""
-    return sorted(p.stem for p in FORMATS_DIR.glob("*.yaml"))

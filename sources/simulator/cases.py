@@ -17,9 +17,13 @@ from sources.simulator.sampling import pick
 from sources.simulator.world import PendingEvent, SimEmission, World
 
 CASE_UNITS = {
-    "sanitation": "环卫中心", "facilities": "市政设施中心", "order": "城管执法大队",
-    "disputes": "社区调解委员会", "safety": "消防救援站", "environment": "生态环境局",
-}  # fmt: skip
+    "sanitation": "环卫中心",
+    "facilities": "市政设施中心",
+    "order": "城管执法大队",
+    "disputes": "社区调解委员会",
+    "safety": "消防救援站",
+    "environment": "生态环境局",
+}
 """The unit that handles each category's cases."""
 
 
@@ -50,11 +54,17 @@ class CaseLifecycles:
             ms += int(gap)
             rating = pick(rng, cfg.case_ratings) if action == "follow_up" else None
             ev = CaseEvent(
-                event_id=w.next_id("cev"), occurred_at=w.fmt.datetime(ms), case_id=case_id,
-                action=action, grid=grid if grid != UNLOCATED else None, category=e.sub,
-                unit=unit, actor="dispatcher-01", rating=rating,  # type: ignore[arg-type]
+                event_id=w.next_id("cev"),
+                occurred_at=w.fmt.datetime(ms),
+                case_id=case_id,
+                action=action,
+                grid=grid if grid != UNLOCATED else None,
+                category=e.sub,
+                unit=unit,
+                actor="dispatcher-01",
+                rating=rating,  # type: ignore[arg-type]
                 note=f"{msg.event_id}",
-            )  # fmt: skip
+            )
             self._seq += 1
             heapq.heappush(self._due, (ms, self._seq, ev))
 
@@ -68,8 +78,14 @@ class CaseLifecycles:
             if ms >= w.t_end:
                 continue
             delay = int(min(delays.exponential(w.cfg.delay_mean_s), w.cfg.delay_max_s) * 1000)
-            out.append(SimEmission(
-                record_ts=w.fmt.datetime(ms + delay), stream="case", key=ev.case_id.encode(),
-                payload=encode(ev), message=ev, truth_grid=ev.grid,
-            ))  # fmt: skip
+            out.append(
+                SimEmission(
+                    record_ts=w.fmt.datetime(ms + delay),
+                    stream="case",
+                    key=ev.case_id.encode(),
+                    payload=encode(ev),
+                    message=ev,
+                    truth_grid=ev.grid,
+                )
+            )
         return out

@@ -11,13 +11,57 @@ EventStream = Literal["inspector", "hotline"]
 
 # hourly profiles (value at hh:00, linear in between, local time); normalised to mean 1
 INSPECTOR_HOURS = [
-    0.02, 0.02, 0.02, 0.02, 0.02, 0.05, 0.1, 0.4, 1.6, 2.3, 2.3, 2.0,
-    0.7, 0.6, 1.9, 2.3, 2.3, 1.9, 0.7, 0.3, 0.2, 0.1, 0.05, 0.02,
-]  # fmt: skip
+    0.02,
+    0.02,
+    0.02,
+    0.02,
+    0.02,
+    0.05,
+    0.1,
+    0.4,
+    1.6,
+    2.3,
+    2.3,
+    2.0,
+    0.7,
+    0.6,
+    1.9,
+    2.3,
+    2.3,
+    1.9,
+    0.7,
+    0.3,
+    0.2,
+    0.1,
+    0.05,
+    0.02,
+]
 HOTLINE_HOURS = [
-    0.25, 0.15, 0.1, 0.08, 0.08, 0.12, 0.3, 0.7, 1.3, 1.8, 1.9, 1.7,
-    1.2, 1.2, 1.6, 1.7, 1.6, 1.4, 1.1, 1.0, 1.0, 0.8, 0.6, 0.4,
-]  # fmt: skip
+    0.25,
+    0.15,
+    0.1,
+    0.08,
+    0.08,
+    0.12,
+    0.3,
+    0.7,
+    1.3,
+    1.8,
+    1.9,
+    1.7,
+    1.2,
+    1.2,
+    1.6,
+    1.7,
+    1.6,
+    1.4,
+    1.1,
+    1.0,
+    1.0,
+    0.8,
+    0.6,
+    0.4,
+]
 
 
 class SensorModel(BaseModel):
@@ -35,39 +79,71 @@ class SensorModel(BaseModel):
 
 
 DEFAULT_SENSOR_MODELS: dict[str, SensorModel] = {
-    "water_level": SensorModel(baseline=0.3, baseline_sd=0.1, noise_sd=0.01,
-                               drift_sd_per_hour=0.005, spike=1.5, decimals=3),
-    "manhole_tilt": SensorModel(baseline=1.0, baseline_sd=0.4, noise_sd=0.2,
-                                drift_sd_per_hour=0.01, spike=35.0, decimals=1),
-    "pm25": SensorModel(baseline=35.0, baseline_sd=8.0, noise_sd=3.0, drift_sd_per_hour=2.0,
-                        diurnal_amplitude=10.0, diurnal_peak_hour=8.0, spike=400.0, decimals=1),
-    "noise": SensorModel(baseline=55.0, baseline_sd=5.0, noise_sd=2.0, drift_sd_per_hour=0.2,
-                         diurnal_amplitude=9.0, spike=35.0, decimals=1),
-    "bin_fill": SensorModel(baseline=85.0, baseline_sd=5.0, noise_sd=1.0, sawtooth_hours=20.0,
-                            spike=100.0, decimals=0),
-}  # fmt: skip
+    "water_level": SensorModel(
+        baseline=0.3, baseline_sd=0.1, noise_sd=0.01, drift_sd_per_hour=0.005, spike=1.5, decimals=3
+    ),
+    "manhole_tilt": SensorModel(
+        baseline=1.0, baseline_sd=0.4, noise_sd=0.2, drift_sd_per_hour=0.01, spike=35.0, decimals=1
+    ),
+    "pm25": SensorModel(
+        baseline=35.0,
+        baseline_sd=8.0,
+        noise_sd=3.0,
+        drift_sd_per_hour=2.0,
+        diurnal_amplitude=10.0,
+        diurnal_peak_hour=8.0,
+        spike=400.0,
+        decimals=1,
+    ),
+    "noise": SensorModel(
+        baseline=55.0,
+        baseline_sd=5.0,
+        noise_sd=2.0,
+        drift_sd_per_hour=0.2,
+        diurnal_amplitude=9.0,
+        spike=35.0,
+        decimals=1,
+    ),
+    "bin_fill": SensorModel(
+        baseline=85.0, baseline_sd=5.0, noise_sd=1.0, sawtooth_hours=20.0, spike=100.0, decimals=0
+    ),
+}
 
 DEFAULT_RATES: dict[str, dict[str, float]] = {
     "inspector": {
-        "sanitation.overflowing_bin": 160, "sanitation.exposed_garbage": 200,
-        "sanitation.street_cleanliness": 180, "facilities.broken_streetlight": 80,
-        "facilities.damaged_road": 70, "facilities.manhole_cover": 40,
-        "order.illegal_construction": 60, "order.street_vending": 220,
-        "order.illegal_parking": 200, "disputes.neighbour_dispute": 30,
-        "disputes.noise_complaint": 20, "safety.fire_hazard": 60,
-        "safety.hazardous_structure": 15, "environment.water_logging": 20,
+        "sanitation.overflowing_bin": 160,
+        "sanitation.exposed_garbage": 200,
+        "sanitation.street_cleanliness": 180,
+        "facilities.broken_streetlight": 80,
+        "facilities.damaged_road": 70,
+        "facilities.manhole_cover": 40,
+        "order.illegal_construction": 60,
+        "order.street_vending": 220,
+        "order.illegal_parking": 200,
+        "disputes.neighbour_dispute": 30,
+        "disputes.noise_complaint": 20,
+        "safety.fire_hazard": 60,
+        "safety.hazardous_structure": 15,
+        "environment.water_logging": 20,
     },
     "hotline": {
-        "sanitation.overflowing_bin": 160, "sanitation.exposed_garbage": 150,
-        "sanitation.street_cleanliness": 100, "facilities.broken_streetlight": 180,
-        "facilities.damaged_road": 150, "facilities.manhole_cover": 60,
-        "order.illegal_construction": 120, "order.street_vending": 140,
-        "order.illegal_parking": 300, "disputes.neighbour_dispute": 160,
-        "disputes.noise_complaint": 400, "safety.fire_hazard": 60,
-        "safety.hazardous_structure": 30, "environment.water_logging": 80,
+        "sanitation.overflowing_bin": 160,
+        "sanitation.exposed_garbage": 150,
+        "sanitation.street_cleanliness": 100,
+        "facilities.broken_streetlight": 180,
+        "facilities.damaged_road": 150,
+        "facilities.manhole_cover": 60,
+        "order.illegal_construction": 120,
+        "order.street_vending": 140,
+        "order.illegal_parking": 300,
+        "disputes.neighbour_dispute": 160,
+        "disputes.noise_complaint": 400,
+        "safety.fire_hazard": 60,
+        "safety.hazardous_structure": 30,
+        "environment.water_logging": 80,
         "environment.air_quality": 60,
     },
-}  # fmt: skip
+}
 """Mean events per hour (over a day) per stream and subcategory, at ``rate`` 1."""
 
 
@@ -94,9 +170,15 @@ class SimConfig(BaseModel):
     inspector_grid_fraction: float = Field(default=0.95, ge=0, le=1)
     hotline_location_fraction: float = Field(default=0.95, ge=0, le=1)  # else the grid code
     channels: dict[str, float] = {
-        "phone": 0.55, "app": 0.13, "wechat": 0.15, "web": 0.07, "sms": 0.04,
-        "email": 0.01, "walk_in": 0.03, "other": 0.02,
-    }  # fmt: skip
+        "phone": 0.55,
+        "app": 0.13,
+        "wechat": 0.15,
+        "web": 0.07,
+        "sms": 0.04,
+        "email": 0.01,
+        "walk_in": 0.03,
+        "other": 0.02,
+    }
     callers: int = Field(default=50_000, ge=1)  # size of the (Zipf-like) caller population
 
     # record time = event time + delay
@@ -108,9 +190,16 @@ class SimConfig(BaseModel):
     # deliberately malformed messages: fraction of all emitted messages, kinds by weight
     bad_fraction: float = Field(default=0.01, ge=0, lt=1)
     bad_kinds: dict[str, float] = {
-        "bad_json": 2, "empty": 0.5, "schema": 2, "wrong_topic": 1, "unknown_grid": 1,
-        "unknown_sensor": 1, "unknown_category": 1, "impossible_time": 1, "impossible_value": 1,
-    }  # fmt: skip
+        "bad_json": 2,
+        "empty": 0.5,
+        "schema": 2,
+        "wrong_topic": 1,
+        "unknown_grid": 1,
+        "unknown_sensor": 1,
+        "unknown_category": 1,
+        "impossible_time": 1,
+        "impossible_value": 1,
+    }
     bad_future_s: float = 86_400.0  # how far in the future an impossible time lies
 
     # sensors
@@ -130,8 +219,10 @@ class SimConfig(BaseModel):
     case_step_minutes: tuple[float, float] = (2.0, 90.0)
     case_verify_fail: float = Field(default=0.1, ge=0, le=1)
     case_ratings: dict[str, float] = {
-        "satisfied": 0.7, "basically_satisfied": 0.2, "dissatisfied": 0.1,
-    }  # fmt: skip
+        "satisfied": 0.7,
+        "basically_satisfied": 0.2,
+        "dissatisfied": 0.1,
+    }
 
     # injected incidents
     incidents: bool = True

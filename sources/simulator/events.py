@@ -135,29 +135,41 @@ class EventStreams:
                 not located or not with_grid or rng.random() < cfg.inspector_location_fraction
             )
             msg = SupervisorReport(
-                event_id=w.next_id("ins"), occurred_at=when, report_id=w.next_id("R"),
-                grid=grid.code if with_grid and grid else None, category=e.sub,
+                event_id=w.next_id("ins"),
+                occurred_at=when,
+                report_id=w.next_id("R"),
+                grid=grid.code if with_grid and grid else None,
+                category=e.sub,
                 location=Location(lon=lon, lat=lat) if with_loc else None,
                 reporter_id=grid.owner.split()[0] if grid else "inspector-patrol",
                 text=f"{sub_zh}：{grid.name if grid else place}",
-            )  # fmt: skip
+            )
         else:
             with_loc = not located or rng.random() < cfg.hotline_location_fraction
             msg = HotlineRequest(
-                event_id=w.next_id("hot"), occurred_at=when, request_id=w.next_id("H"),
+                event_id=w.next_id("hot"),
+                occurred_at=when,
+                request_id=w.next_id("H"),
                 channel=pick(rng, cfg.channels),  # type: ignore[arg-type]
-                category=e.sub, location=Location(lon=lon, lat=lat) if with_loc else None,
-                address=f"{place}附近", grid=None if with_loc or not grid else grid.code,
-                caller_id=self._caller(rng), text=f"市民反映{place}{sub_zh}",
-            )  # fmt: skip
+                category=e.sub,
+                location=Location(lon=lon, lat=lat) if with_loc else None,
+                address=f"{place}附近",
+                grid=None if with_loc or not grid else grid.code,
+                caller_id=self._caller(rng),
+                text=f"市民反映{place}{sub_zh}",
+            )
         truth = grid.code if grid else UNLOCATED
         if grid and cfg.cases and rng.random() < cfg.case_fraction:
             self.cases.open(e, msg, truth)
         return SimEmission(
-            record_ts=w.fmt.datetime(e.ms + delay_ms), stream=e.stream,
-            key=msg.grid.encode() if msg.grid else b"", payload=encode(msg), message=msg,
-            truth_grid=truth, incidents=((e.incident, 1),) if e.incident else (),
-        )  # fmt: skip
+            record_ts=w.fmt.datetime(e.ms + delay_ms),
+            stream=e.stream,
+            key=msg.grid.encode() if msg.grid else b"",
+            payload=encode(msg),
+            message=msg,
+            truth_grid=truth,
+            incidents=((e.incident, 1),) if e.incident else (),
+        )
 
     def _caller(self, rng: np.random.Generator) -> str:
         """A fake mobile number from a Zipf-like population (some people call often)."""

@@ -106,10 +106,13 @@ class Incidents:
             t0, t1 = self._window(rng, minutes, w0, w1, min_ms=sensor_min_ms)
             s = sensors[idx]
             inc = Incident(
-                id=self._incident_id(kind), kind=f"sensor_{kind}",  # type: ignore[arg-type]
-                start=w.fmt.datetime(t0), end=w.fmt.datetime(t1),
-                grids=[s.grid], sensors=[s.id],
-            )  # fmt: skip
+                id=self._incident_id(kind),
+                kind=f"sensor_{kind}",  # type: ignore[arg-type]
+                start=w.fmt.datetime(t0),
+                end=w.fmt.datetime(t1),
+                grids=[s.grid],
+                sensors=[s.id],
+            )
             (self.spikes if spike else self.silences).append((inc.id, idx, t0, t1))
             self.by_id[inc.id] = inc
 
@@ -140,9 +143,14 @@ class Incidents:
         center = w.grids[int(rng.choice(len(w.grids), p=w.grid_p))].code
         around = self._adjacency[center]
         sub = subs[int(rng.integers(len(subs)))]
-        inc = Incident(id=self._incident_id("burst"), kind="complaint_burst",
-                       start=w.fmt.datetime(t0), end=w.fmt.datetime(t1),
-                       grids=[center, *around], subcategory=sub)  # fmt: skip
+        inc = Incident(
+            id=self._incident_id("burst"),
+            kind="complaint_burst",
+            start=w.fmt.datetime(t0),
+            end=w.fmt.datetime(t1),
+            grids=[center, *around],
+            subcategory=sub,
+        )
         n = int(rng.integers(cfg.burst_events[0], cfg.burst_events[1] + 1))
         for ms in np.sort(rng.integers(t0, max(t1, t0 + 1), size=n)).tolist():
             stream: EventStream = (

@@ -49,8 +49,14 @@ class Malformed:
         weights = self.w.cfg.bad_kinds
         kind = pick(rng, {k: w for k, w in weights.items() if self._applies(k, em.stream)})
         payload = self._bad_payload(kind, em, rng)
-        return SimEmission(record_ts=em.record_ts, stream=em.stream, key=em.key,
-                           payload=payload, message=None, bad_kind=kind)  # fmt: skip
+        return SimEmission(
+            record_ts=em.record_ts,
+            stream=em.stream,
+            key=em.key,
+            payload=payload,
+            message=None,
+            bad_kind=kind,
+        )
 
     @staticmethod
     def _applies(kind: str, stream: str) -> bool:
@@ -117,9 +123,17 @@ class Malformed:
         """A valid message of ``stream`` (to be sent on another stream's topic)."""
         when = self.w.fmt.datetime(record_ms)
         if stream == "case":
-            return encode(CaseEvent(event_id=event_id, occurred_at=when, case_id=event_id,
-                                    action="accept"))  # fmt: skip
+            return encode(
+                CaseEvent(event_id=event_id, occurred_at=when, case_id=event_id, action="accept")
+            )
         sub = self.w.subs["inspector"][0]
-        return encode(SupervisorReport(event_id=event_id, occurred_at=when, report_id=event_id,
-                                       grid=self.w.grids[0].code, category=sub,
-                                       reporter_id="inspector-patrol"))  # fmt: skip
+        return encode(
+            SupervisorReport(
+                event_id=event_id,
+                occurred_at=when,
+                report_id=event_id,
+                grid=self.w.grids[0].code,
+                category=sub,
+                reporter_id="inspector-patrol",
+            )
+        )

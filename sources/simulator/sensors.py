@@ -105,10 +105,11 @@ class Sensors:
         )
         hour, _ = local_clock(ms, self.w.offset_s(a))
         value = (
-            st["baseline"][idx] + st["drift"][idx]
+            st["baseline"][idx]
+            + st["drift"][idx]
             + st["amp"][idx] * np.cos(2 * np.pi * (hour - st["peak"][idx]) / 24.0)
             + st["noise"][idx] * rng.standard_normal(len(idx))
-        )  # fmt: skip
+        )
         saw = st["saw"][idx] > 0
         if saw.any():
             frac = (ms[saw] / st["saw"][idx][saw] + st["saw_phase"][idx][saw]) % 1.0
@@ -172,11 +173,17 @@ class Sensors:
                 f'{{"v":1,"type":"sensor.envelope","gateway_id":"{gw_id}",'
                 f'"sent_at":"{fmt(sent)}","readings":[{",".join(parts[a:e])}]}}'
             ).encode()
-            out.append(SimEmission(
-                record_ts=fmt.datetime(record), stream="sensor", key=gw_id.encode(),
-                payload=payload, message=decode("sensor", payload) if cfg.materialize else None,
-                readings=e - a, incidents=self._spike_tags(idx[a:e], ms[a:e]),
-            ))  # fmt: skip
+            out.append(
+                SimEmission(
+                    record_ts=fmt.datetime(record),
+                    stream="sensor",
+                    key=gw_id.encode(),
+                    payload=payload,
+                    message=decode("sensor", payload) if cfg.materialize else None,
+                    readings=e - a,
+                    incidents=self._spike_tags(idx[a:e], ms[a:e]),
+                )
+            )
         return out
 
     def _single_readings(
@@ -189,10 +196,15 @@ class Sensors:
         out = []
         for k, (i, m, d) in enumerate(zip(idx.tolist(), ms.tolist(), delays.tolist(), strict=True)):
             payload = parts[k].encode()
-            out.append(SimEmission(
-                record_ts=self.w.fmt.datetime(m + d), stream="sensor",
-                key=self.w.city.sensors[i].id.encode(), payload=payload,
-                message=decode("sensor", payload) if cfg.materialize else None, readings=1,
-                incidents=self._spike_tags(idx[k : k + 1], ms[k : k + 1]),
-            ))  # fmt: skip
+            out.append(
+                SimEmission(
+                    record_ts=self.w.fmt.datetime(m + d),
+                    stream="sensor",
+                    key=self.w.city.sensors[i].id.encode(),
+                    payload=payload,
+                    message=decode("sensor", payload) if cfg.materialize else None,
+                    readings=1,
+                    incidents=self._spike_tags(idx[k : k + 1], ms[k : k + 1]),
+                )
+            )
         return out

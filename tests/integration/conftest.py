@@ -17,8 +17,9 @@ def publish_recorded(penv: PipelineEnv, emissions, speed=None) -> tuple[list[Sen
     def on_sent(topic, partition, offset, emission):
         sent.append(Sent(topic, partition, offset, emission))
 
-    topics = {k: v.replace("gridpulse.", f"{penv.prefix}.", 1) for k, v in
-              topic_map_default().items()}
+    topics = {
+        k: v.replace("gridpulse.", f"{penv.prefix}.", 1) for k, v in topic_map_default().items()
+    }
     publish(list(emissions), topics, penv.bootstrap, speed=speed, max_rate=None, on_sent=on_sent)
     return sent, ends_of(sent)
 

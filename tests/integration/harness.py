@@ -43,24 +43,30 @@ class PipelineEnv:
 
     def env(self, web_port: int) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDPULSE_")}
-        env.update({
-            "GRIDPULSE_BROKER": f"kafka://{self.bootstrap}",
-            "GRIDPULSE_CLICKHOUSE": self.clickhouse,
-            "GRIDPULSE_CITY_FILE": str(self.city_file),
-            "GRIDPULSE_DATA_DIR": str(self.data_dir),
-            "GRIDPULSE_TOPICS__PREFIX": self.prefix,
-            "GRIDPULSE_TOPICS__PARTITIONS": str(self.partitions),
-            "GRIDPULSE_WORKER__APP_ID": f"gp-{self.prefix}",
-            "GRIDPULSE_WORKER__WEB_PORT": str(web_port),
-            "GRIDPULSE_WINDOW__GRACE_SECONDS": str(GRACE_S),
-            "GRIDPULSE_SINK__BATCH_SECONDS": "0.5",
-            **self.extra,
-        })
+        env.update(
+            {
+                "GRIDPULSE_BROKER": f"kafka://{self.bootstrap}",
+                "GRIDPULSE_CLICKHOUSE": self.clickhouse,
+                "GRIDPULSE_CITY_FILE": str(self.city_file),
+                "GRIDPULSE_DATA_DIR": str(self.data_dir),
+                "GRIDPULSE_TOPICS__PREFIX": self.prefix,
+                "GRIDPULSE_TOPICS__PARTITIONS": str(self.partitions),
+                "GRIDPULSE_WORKER__APP_ID": f"gp-{self.prefix}",
+                "GRIDPULSE_WORKER__WEB_PORT": str(web_port),
+                "GRIDPULSE_WINDOW__GRACE_SECONDS": str(GRACE_S),
+                "GRIDPULSE_SINK__BATCH_SECONDS": "0.5",
+                **self.extra,
+            }
+        )
         return env
 
     def topic(self, stream: str) -> str:
-        names = {"inspector": "inspector.reports", "sensor": "sensor.readings",
-                 "hotline": "hotline.requests", "case": "case.events"}
+        names = {
+            "inspector": "inspector.reports",
+            "sensor": "sensor.readings",
+            "hotline": "hotline.requests",
+            "case": "case.events",
+        }
         return f"{self.prefix}.{names[stream]}"
 
 
@@ -73,7 +79,12 @@ class WorkerProc:
         self.log = penv.data_dir / f"worker-{name}-{self.port}.log"
         self.child = Child(
             [sys.executable, "-m", "gridpulse.cli", "worker", "--loglevel", "WARNING"],
-            penv.env(self.port), self.log, self.port, cwd=ROOT, name="worker", http_timeout=30,
+            penv.env(self.port),
+            self.log,
+            self.port,
+            cwd=ROOT,
+            name="worker",
+            http_timeout=30,
         )
         self.http = self.child.http
 
@@ -195,8 +206,9 @@ def expect(city: City, sent: list[Sent], windows=("1m", "5m", "1h", "1d")) -> Ex
             continue
         record_s = e.record_ts.timestamp()
         if msg.type == "sensor.envelope":
-            items = [(r, ec.sensor_grid[r.sensor_id], f"sensor.{r.kind}", "sensor")
-                     for r in msg.readings]
+            items = [
+                (r, ec.sensor_grid[r.sensor_id], f"sensor.{r.kind}", "sensor") for r in msg.readings
+            ]
         elif msg.type == "sensor.reading":
             items = [(msg, ec.sensor_grid[msg.sensor_id], f"sensor.{msg.kind}", "sensor")]
         elif msg.type == "inspector.report":
@@ -240,8 +252,9 @@ def read_topic(bootstrap: str, topic: str, n: int, timeout: float = 30) -> list[
     """Read ``n`` records of ``topic`` from the start (all partitions, no consumer group)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             consumer_timeout_ms=1000)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1000
+    )
     try:
         parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(parts)]

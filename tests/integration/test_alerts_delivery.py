@@ -48,8 +48,13 @@ class Site:
         self.server = ReceiverServer(self.inbox, gate=gate).start()  # port known from here on
 
     def webhook(self, **over) -> dict:
-        return {"url": self.server.url, "format": self.fmt, "secret_env": [self.env],
-                "timeout": "2s", "retry": FAST_RETRY} | over  # fmt: skip
+        return {
+            "url": self.server.url,
+            "format": self.fmt,
+            "secret_env": [self.env],
+            "timeout": "2s",
+            "retry": FAST_RETRY,
+        } | over
 
     @property
     def env(self) -> str:
@@ -70,9 +75,12 @@ def flaky_gate(seed: int) -> Callable[[Mapping[str, str], bytes], Response | Non
             roll = rng.random()
         if roll >= 0.5:
             return None
-        return [Response(500, "boom"), Response(503, "busy"),
-                Response(429, "slow down", {"retry-after": "0"}),
-                Response(429, "slow down", {"retry-after": past})][int(roll * 8)]  # fmt: skip
+        return [
+            Response(500, "boom"),
+            Response(503, "busy"),
+            Response(429, "slow down", {"retry-after": "0"}),
+            Response(429, "slow down", {"retry-after": past}),
+        ][int(roll * 8)]
 
     return gate
 
@@ -103,7 +111,7 @@ def storm(units: list[str], streets: int, per_street: int) -> list[Alert]:
                 "case": f"H-{u}-{s}-{i}",
             },
             starts_at=T0,
-        )  # fmt: skip
+        )
         for u in units
         for s in range(streets)
         for i in range(per_street)
@@ -129,13 +137,20 @@ def test_every_notification_reaches_faulty_receivers_at_least_once_and_is_proces
     }
     sites["down"].server.stop()  # down from the start; its port is kept for the restart
     timeouts = {"hangs": {"timeout": "250ms"}, "slow": {"concurrency": 2}}
-    cfg = parse_config({
-        "route": {"receiver": "fast", "group_by": ["street"], "group_wait": "10s",
-                  "group_interval": "1m",
-                  "routes": [{"matchers": [f"unit={u}"], "receiver": u} for u in sites]},
-        "receivers": [{"name": u, "webhook": s.webhook(**timeouts.get(u, {}))}
-                      for u, s in sites.items()],
-    })  # fmt: skip
+    cfg = parse_config(
+        {
+            "route": {
+                "receiver": "fast",
+                "group_by": ["street"],
+                "group_wait": "10s",
+                "group_interval": "1m",
+                "routes": [{"matchers": [f"unit={u}"], "receiver": u} for u in sites],
+            },
+            "receivers": [
+                {"name": u, "webhook": s.webhook(**timeouts.get(u, {}))} for u, s in sites.items()
+            ],
+        }
+    )
     dispatcher = Dispatcher(cfg.dispatch())
     alerts = storm(list(sites), streets=12, per_street=5)
     for a in alerts:
@@ -152,8 +167,9 @@ def test_every_notification_reaches_faulty_receivers_at_least_once_and_is_proces
     }
 
     async def deliver() -> Notifier:
-        integrations = [webhook_integration(w, environ=environ(*sites.values()))
-                        for w in cfg.webhooks()]  # fmt: skip
+        integrations = [
+            webhook_integration(w, environ=environ(*sites.values())) for w in cfg.webhooks()
+        ]
         nt = Notifier(integrations, InMemoryOutbox(), poll_interval=0.01)
         assert {nt.submit(n) for n in notifications} == {"accepted"}
         stop = asyncio.Event()
@@ -198,12 +214,16 @@ def test_every_notification_reaches_faulty_receivers_at_least_once_and_is_proces
 def test_dead_letters_of_a_receiver_that_was_gone_are_redriven_after_it_returns():
     answer = {"status": 410}
     site = Site("back", lambda h, b: Response(answer["status"]) if answer["status"] else None)
-    cfg = parse_config({"route": {"receiver": "back"},
-                        "receivers": [{"name": "back", "webhook": site.webhook()}]})  # fmt: skip
+    cfg = parse_config(
+        {"route": {"receiver": "back"}, "receivers": [{"name": "back", "webhook": site.webhook()}]}
+    )
 
     async def run() -> tuple[Notifier, list[str]]:
-        nt = Notifier([webhook_integration(cfg.webhooks()[0], environ=environ(site))],
-                      InMemoryOutbox(), poll_interval=0.01)  # fmt: skip
+        nt = Notifier(
+            [webhook_integration(cfg.webhooks()[0], environ=environ(site))],
+            InMemoryOutbox(),
+            poll_interval=0.01,
+        )
         ids = [f"n{i}" for i in range(6)]
         for nid in ids:
             nt.submit(note(nid, "back"))
@@ -223,10 +243,19 @@ def test_dead_letters_of_a_receiver_that_was_gone_are_redriven_after_it_returns(
 
 
 def note(nid: str, receiver: str, n_alerts: int = 1) -> Notification:
-    alerts = tuple(Alert(labels={"alertname": "sla", "case": f"{nid}-{i}"}, starts_at=T0)
-                   for i in range(n_alerts))  # fmt: skip
-    return Notification(id=nid, receiver=receiver, group_key=f"g-{nid}", group_labels={},
-                        reason="group", alerts=alerts, created_at=T0)  # fmt: skip
+    alerts = tuple(
+        Alert(labels={"alertname": "sla", "case": f"{nid}-{i}"}, starts_at=T0)
+        for i in range(n_alerts)
+    )
+    return Notification(
+        id=nid,
+        receiver=receiver,
+        group_key=f"g-{nid}",
+        group_labels={},
+        reason="group",
+        alerts=alerts,
+        created_at=T0,
+    )
 
 
 def test_a_blocked_receiver_does_not_stall_another():
@@ -242,11 +271,13 @@ def test_a_blocked_receiver_does_not_stall_another():
             ],
         }
     )
-    # fmt: skip
 
     async def run() -> None:
-        nt = Notifier([webhook_integration(w, environ=environ(blocked, fast))
-                       for w in cfg.webhooks()], InMemoryOutbox(), poll_interval=0.01)  # fmt: skip
+        nt = Notifier(
+            [webhook_integration(w, environ=environ(blocked, fast)) for w in cfg.webhooks()],
+            InMemoryOutbox(),
+            poll_interval=0.01,
+        )
         for i in range(20):
             nt.submit(note(f"b{i}", "blocked"))
         for i in range(100):
@@ -277,14 +308,18 @@ def test_worker_dying_mid_delivery_loses_nothing_and_receiver_dedups():
         return None
 
     site = Site("r", gate)
-    cfg = parse_config({"route": {"receiver": "r"},
-                        "receivers": [{"name": "r", "webhook": site.webhook()}]})  # fmt: skip
+    cfg = parse_config(
+        {"route": {"receiver": "r"}, "receivers": [{"name": "r", "webhook": site.webhook()}]}
+    )
     outbox = InMemoryOutbox()  # survives the worker, as the ClickHouse outbox would
     ids = sorted(f"n{i:02d}" for i in range(12))
 
     async def first_worker() -> None:
-        nt = Notifier([webhook_integration(cfg.webhooks()[0], environ=environ(site))], outbox,
-                      poll_interval=0.01)  # fmt: skip
+        nt = Notifier(
+            [webhook_integration(cfg.webhooks()[0], environ=environ(site))],
+            outbox,
+            poll_interval=0.01,
+        )
         for nid in ids:
             nt.submit(note(nid, "r"))
         runner = asyncio.create_task(nt.run(asyncio.Event()))
@@ -295,8 +330,11 @@ def test_worker_dying_mid_delivery_loses_nothing_and_receiver_dedups():
         await nt.aclose()
 
     async def second_worker() -> None:
-        nt = Notifier([webhook_integration(cfg.webhooks()[0], environ=environ(site))], outbox,
-                      poll_interval=0.01)  # fmt: skip
+        nt = Notifier(
+            [webhook_integration(cfg.webhooks()[0], environ=environ(site))],
+            outbox,
+            poll_interval=0.01,
+        )
         assert await nt.run_until_idle(15)
         await nt.aclose()
 
@@ -332,8 +370,9 @@ def test_receiver_refuses_tampered_stale_and_wrongly_signed_requests_over_http()
         assert post(stale, body).status_code == 401
         wrong = sign_headers("msg_3", now, body, [WebhookSecret(WebhookSecret.generate())])
         assert post(wrong, body).status_code == 401
-        rotated = sign_headers("msg_4", now, body,
-                               [WebhookSecret(WebhookSecret.generate()), secret])  # fmt: skip
+        rotated = sign_headers(
+            "msg_4", now, body, [WebhookSecret(WebhookSecret.generate()), secret]
+        )
         assert post(rotated, body).status_code == 200
         assert post({}, body).status_code == 401
     order, duplicates, rejected = site.inbox.snapshot()
@@ -349,26 +388,56 @@ def test_stage_end_to_end_sla_breach_to_signed_webhook_and_escalation_without_in
     from alerts.stage import AlertStage
 
     team, duty = Site("team"), Site("duty", fmt="alertmanager")
-    cfg = parse_config({
-        "board_url": "https://grafana.example/d/cases",
-        "route": {"receiver": "team", "group_by": ["street"], "group_wait": "30s",
-                  "group_interval": "5m",
-                  "escalation": {"steps": [{"after": "15m", "receiver": "duty"},
-                                           {"after": "30m", "receiver": "duty"}]}},
-        "receivers": [{"name": "team", "webhook": team.webhook()},
-                      {"name": "duty", "webhook": duty.webhook()}],
-    })  # fmt: skip
+    cfg = parse_config(
+        {
+            "board_url": "https://grafana.example/d/cases",
+            "route": {
+                "receiver": "team",
+                "group_by": ["street"],
+                "group_wait": "30s",
+                "group_interval": "5m",
+                "escalation": {
+                    "steps": [
+                        {"after": "15m", "receiver": "duty"},
+                        {"after": "30m", "receiver": "duty"},
+                    ]
+                },
+            },
+            "receivers": [
+                {"name": "team", "webhook": team.webhook()},
+                {"name": "duty", "webhook": duty.webhook()},
+            ],
+        }
+    )
     now = {"t": T0}
-    stage = AlertStage(cfg, InMemoryOutbox(), lambda g: ("Xicheng", "Jinrong", "Fengsheng"),
-                       is_working_time=lambda t: True, environ=environ(team, duty),
-                       clock=lambda: now["t"], poll_interval=0.01)  # fmt: skip
+    stage = AlertStage(
+        cfg,
+        InMemoryOutbox(),
+        lambda g: ("Xicheng", "Jinrong", "Fengsheng"),
+        is_working_time=lambda t: True,
+        environ=environ(team, duty),
+        clock=lambda: now["t"],
+        poll_interval=0.01,
+    )
 
     def raw(i: int, urgent: bool) -> dict:
         t = T0.isoformat()
-        return {"alert_id": f"A{i}", "kind": "breach", "level": 0, "case_id": f"H-{i}",
-                "stage": "dispatch", "due_at": t, "fired_at": t, "deadline": t, "grid": "G1",
-                "category": "litter", "unit": "sanitation", "urgent": urgent,
-                "source": "hotline", "caller_hash": "f" * 64}  # fmt: skip
+        return {
+            "alert_id": f"A{i}",
+            "kind": "breach",
+            "level": 0,
+            "case_id": f"H-{i}",
+            "stage": "dispatch",
+            "due_at": t,
+            "fired_at": t,
+            "deadline": t,
+            "grid": "G1",
+            "category": "litter",
+            "unit": "sanitation",
+            "urgent": urgent,
+            "source": "hotline",
+            "caller_hash": "f" * 64,
+        }
 
     async def run() -> None:
         stop = asyncio.Event()

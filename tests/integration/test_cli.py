@@ -20,21 +20,35 @@ if not LA_FILE.exists():
 
 
 def gridpulse(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gridpulse.cli", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "gridpulse.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDPULSE_")}
-    env.update({"GRIDPULSE_DATA_DIR": str(tmp_path / "data"),
-                "GRIDPULSE_CLICKHOUSE": f"chdb://{tmp_path}/chdb", **extra})
+    env.update(
+        {
+            "GRIDPULSE_DATA_DIR": str(tmp_path / "data"),
+            "GRIDPULSE_CLICKHOUSE": f"chdb://{tmp_path}/chdb",
+            **extra,
+        }
+    )
     return env
 
 
 def test_up_status_down(tmp_path):
-    port, = free_ports(1)
-    env = base_env(tmp_path, GRIDPULSE_LOCAL__BROKER_PORT=str(port),
-                   GRIDPULSE_BROKER=f"kafka://127.0.0.1:{port}")
+    (port,) = free_ports(1)
+    env = base_env(
+        tmp_path,
+        GRIDPULSE_LOCAL__BROKER_PORT=str(port),
+        GRIDPULSE_BROKER=f"kafka://127.0.0.1:{port}",
+    )
     try:
         up = gridpulse("up", env=env)
         assert up.returncode == 0, up.stderr
@@ -49,11 +63,25 @@ def test_up_status_down(tmp_path):
 
 
 def test_simulate_and_replay_publish(broker, tmp_path):
-    env = base_env(tmp_path, GRIDPULSE_BROKER=f"kafka://{broker}",
-                   GRIDPULSE_TOPICS__PREFIX="clitest")
-    sim = gridpulse("simulate", "--city", "sample", "--seed", "3", "--duration", "300",
-                    "--speed", "0", "--start", "2025-06-03T09:00:00+08:00",
-                    "--truth", str(tmp_path / "truth.jsonl"), env=env)
+    env = base_env(
+        tmp_path, GRIDPULSE_BROKER=f"kafka://{broker}", GRIDPULSE_TOPICS__PREFIX="clitest"
+    )
+    sim = gridpulse(
+        "simulate",
+        "--city",
+        "sample",
+        "--seed",
+        "3",
+        "--duration",
+        "300",
+        "--speed",
+        "0",
+        "--start",
+        "2025-06-03T09:00:00+08:00",
+        "--truth",
+        str(tmp_path / "truth.jsonl"),
+        env=env,
+    )
     assert sim.returncode == 0, sim.stderr
     stats = json.loads(sim.stdout.strip().splitlines()[-1])
     assert stats["failed"] == 0 and sum(stats["messages"].values()) > 100

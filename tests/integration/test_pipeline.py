@@ -42,8 +42,10 @@ def check_exact(city, sent, query, db="gridpulse"):
     for w in ("1m", "5m", "1h", "1d"):
         assert actual_counts(query, db, w) == want.counts[w], f"on-time counts differ ({w})"
         assert actual_late(query, db, w) == want.late[w], f"late counts differ ({w})"
-    [[raw, distinct]] = query(f"SELECT count(), uniqExact(src_topic, src_partition, src_offset, "
-                              f"src_index) FROM {db}.events")
+    [[raw, distinct]] = query(
+        f"SELECT count(), uniqExact(src_topic, src_partition, src_offset, "
+        f"src_index) FROM {db}.events"
+    )
     assert int(raw) == int(distinct) == want.events
     [[dead]] = query(f"SELECT count() FROM {db}.dead_letters")
     assert int(dead) == want.dead
@@ -79,9 +81,13 @@ def test_exact_counts_on_embedded_clickhouse(broker, tmp_path):
 
 def test_exact_after_sigkill_and_restart(broker, tmp_path):
     city, emissions = simulated(seed=12, minutes=30, rate=2.0)
-    penv = PipelineEnv(broker, f"chdb://{tmp_path}/chdb", SAMPLE, tmp_path / "p",
-                       extra={"GRIDPULSE_SINK__INGEST_BATCH_MAX": "500",
-                              "GRIDPULSE_SINK__BATCH_MAX": "500"})
+    penv = PipelineEnv(
+        broker,
+        f"chdb://{tmp_path}/chdb",
+        SAMPLE,
+        tmp_path / "p",
+        extra={"GRIDPULSE_SINK__INGEST_BATCH_MAX": "500", "GRIDPULSE_SINK__BATCH_MAX": "500"},
+    )
     worker = WorkerProc(penv).start().wait_ready()
     sent, ends = publish_recorded(penv, emissions)
     # let it store part of the stream, then kill it without warning
@@ -116,9 +122,13 @@ def test_two_workers_split_partitions_on_native_server(broker, clickhouse_server
     """Scale-out: two workers in one group, Debian's clickhouse-server over the wire."""
     city, emissions = simulated(seed=13, minutes=30, rate=2.0)
     url, db = db_url(clickhouse_server, tmp_path)
-    penv = PipelineEnv(broker, url, SAMPLE, tmp_path / "p",
-                       extra={"GRIDPULSE_SINK__INGEST_BATCH_MAX": "400",
-                              "GRIDPULSE_SINK__BATCH_MAX": "400"})
+    penv = PipelineEnv(
+        broker,
+        url,
+        SAMPLE,
+        tmp_path / "p",
+        extra={"GRIDPULSE_SINK__INGEST_BATCH_MAX": "400", "GRIDPULSE_SINK__BATCH_MAX": "400"},
+    )
     w1 = WorkerProc(penv, "a").start().wait_ready()
     w2 = WorkerProc(penv, "b").start().wait_ready()
     try:
@@ -140,10 +150,17 @@ def test_clickhouse_outage_pauses_and_resumes_exactly(broker, tmp_path):
     half = len(emissions) // 2
     with running_clickhouse_server(tmp_path / "ch") as (server_url, server):
         url, db = db_url(server_url, tmp_path)
-        penv = PipelineEnv(broker, url, SAMPLE, tmp_path / "p",
-                           extra={"GRIDPULSE_SINK__INGEST_BATCH_MAX": "400",
-                                  "GRIDPULSE_SINK__BATCH_MAX": "400",
-                                  "GRIDPULSE_SINK__RETRY_MAX_SECONDS": "1"})
+        penv = PipelineEnv(
+            broker,
+            url,
+            SAMPLE,
+            tmp_path / "p",
+            extra={
+                "GRIDPULSE_SINK__INGEST_BATCH_MAX": "400",
+                "GRIDPULSE_SINK__BATCH_MAX": "400",
+                "GRIDPULSE_SINK__RETRY_MAX_SECONDS": "1",
+            },
+        )
         worker = WorkerProc(penv).start().wait_ready()
         try:
             sent1, _ = publish_recorded(penv, emissions[:half])

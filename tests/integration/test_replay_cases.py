@@ -40,8 +40,10 @@ CSV_FMT = "%m/%d/%Y %I:%M:%S %p"
 # the rule of sources/formats/la311.yaml, restated: which LA statuses end a case how
 CLOSED, VOID, OPEN = {"Closed"}, {"Cancelled", "Referred Out"}, {"Open"}
 
-pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(not FILES, reason=f"LA 311 files not found in {DATA}")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not FILES, reason=f"LA 311 files not found in {DATA}"),
+]
 
 
 def _local(s: pd.Series) -> pd.Series:
@@ -51,8 +53,9 @@ def _local(s: pd.Series) -> pd.Series:
 
 def pandas_cases() -> pd.DataFrame:
     """Independent: one row per request straight from the CSVs (no gridpulse code)."""
-    df = pd.concat([pd.read_csv(f, dtype=str, keep_default_na=False) for f in FILES],
-                   ignore_index=True)
+    df = pd.concat(
+        [pd.read_csv(f, dtype=str, keep_default_na=False) for f in FILES], ignore_index=True
+    )
     assert set(df["Status"]) <= CLOSED | VOID | OPEN
     created, closed = _local(df["CreatedDate"]), _local(df["ClosedDate"])
     updated, due = _local(df["UpdatedDate"]), _local(df["ServiceDate"])
@@ -63,16 +66,18 @@ def pandas_cases() -> pd.DataFrame:
     end = end.where(closing | voiding)
     end = end.where(~(end < created), created)  # an end before creation is moved to it
     on_time = end <= due
-    out = pd.DataFrame({
-        "case_id": "H-" + df["SRNumber"],
-        "type": df["RequestType"],
-        "closed": closing,
-        "voided": voiding,
-        "ttc": (end - created).dt.total_seconds(),
-        # the export's due date is the deadline only when it lies after the creation time
-        "has_due": due.notna() & (due > created),
-        "on_time_due": on_time,
-    })
+    out = pd.DataFrame(
+        {
+            "case_id": "H-" + df["SRNumber"],
+            "type": df["RequestType"],
+            "closed": closing,
+            "voided": voiding,
+            "ttc": (end - created).dt.total_seconds(),
+            # the export's due date is the deadline only when it lies after the creation time
+            "has_due": due.notna() & (due > created),
+            "on_time_due": on_time,
+        }
+    )
     return out.set_index("case_id")
 
 
@@ -113,24 +118,28 @@ def test_la311_case_lifecycle_matches_pandas(broker, tmp_path):
         sent, _ = publish_recorded(penv, case_events)
         assert len(sent) == len(case_events)
         t3 = time.monotonic()
-        total = wait_count(worker, f"SELECT count() FROM {DB}.case_events",
-                           n + len(case_events))
-        print(f"\nsetup {t1 - t0:.1f}s, requests {t2 - t1:.1f}s, publish cases {t3 - t2:.1f}s,"
-              f" apply cases {time.monotonic() - t3:.1f}s")
-        outcomes = dict(worker.query(
-            f"SELECT outcome, count() FROM {DB}.case_events GROUP BY outcome"))
+        total = wait_count(worker, f"SELECT count() FROM {DB}.case_events", n + len(case_events))
+        print(
+            f"\nsetup {t1 - t0:.1f}s, requests {t2 - t1:.1f}s, publish cases {t3 - t2:.1f}s,"
+            f" apply cases {time.monotonic() - t3:.1f}s"
+        )
+        outcomes = dict(
+            worker.query(f"SELECT outcome, count() FROM {DB}.case_events GROUP BY outcome")
+        )
         [[alerts]] = worker.query(f"SELECT count() FROM {DB}.sla_events")
         rows = worker.query(
             "SELECT case_id, stage, voided, toUInt32(opened_at), toUInt32(closed_at), "
-            f"late_stages FROM {DB}.cases")
+            f"late_stages FROM {DB}.cases"
+        )
     finally:
         worker.stop()
     assert total == n + len(case_events)
     # nothing illegal: due <= created is not emitted, ends before creation are moved to it
     assert {k: int(v) for k, v in outcomes.items()} == {"applied": total}
 
-    got = pd.DataFrame(rows, columns=["case_id", "stage", "voided", "opened", "closed_at",
-                                      "late"]).set_index("case_id")
+    got = pd.DataFrame(
+        rows, columns=["case_id", "stage", "voided", "opened", "closed_at", "late"]
+    ).set_index("case_id")
     want = pandas_cases()
     assert len(got) == len(want) == n
     got = got.loc[want.index]
@@ -155,10 +164,13 @@ def test_la311_case_lifecycle_matches_pandas(broker, tmp_path):
     mismatch = on_time_got != on_time_want
     assert not mismatch.any(), (
         f"{int(mismatch.sum())} on-time mismatches, e.g.\n"
-        f"{pd.concat([got.loc[judged][mismatch], want.loc[judged][mismatch]], axis=1).head()}")
-    print(f"\ncases {n}, closed {int(closed.sum())}, voided {int(want['voided'].sum())}, "
-          f"open {int((~closed & ~want['voided']).sum())}, judged by due {int(judged.sum())}, "
-          f"on time {int(on_time_got.sum())}, "
-          f"time-to-close sum {int(want.loc[closed, 'ttc'].sum())} s, "
-          f"mean {want.loc[closed, 'ttc'].mean():.0f} s; {len(case_events)} replayed case "
-          f"events, {alerts} SLA alerts")
+        f"{pd.concat([got.loc[judged][mismatch], want.loc[judged][mismatch]], axis=1).head()}"
+    )
+    print(
+        f"\ncases {n}, closed {int(closed.sum())}, voided {int(want['voided'].sum())}, "
+        f"open {int((~closed & ~want['voided']).sum())}, judged by due {int(judged.sum())}, "
+        f"on time {int(on_time_got.sum())}, "
+        f"time-to-close sum {int(want.loc[closed, 'ttc'].sum())} s, "
+        f"mean {want.loc[closed, 'ttc'].mean():.0f} s; {len(case_events)} replayed case "
+        f"events, {alerts} SLA alerts"
+    )

@@ -21,8 +21,10 @@ if not DATA.exists():
 FILES = sorted(DATA.glob("*.csv"))
 LA = REPO_ROOT / "config" / "cities" / "la.yaml"
 
-pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(not FILES, reason=f"LA 311 files not found in {DATA}")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not FILES, reason=f"LA 311 files not found in {DATA}"),
+]
 
 
 def pandas_hourly() -> Counter:
@@ -32,8 +34,10 @@ def pandas_hourly() -> Counter:
     frames = [pd.read_csv(f, dtype=str, keep_default_na=False) for f in FILES]
     df = pd.concat(frames, ignore_index=True)
     created = pd.to_datetime(df["CreatedDate"], format="%m/%d/%Y %I:%M:%S %p")
-    created = created.dt.tz_localize("America/Los_Angeles", ambiguous=True,
-                                     nonexistent="shift_forward").dt.tz_convert("UTC")
+    created = created.dt.tz_localize(
+        "America/Los_Angeles", ambiguous=True, nonexistent="shift_forward"
+    ).dt.tz_convert("UTC")
+
     def grid(row):
         if row.NC.strip():
             return f"NC{int(row.NC):03d}"
@@ -43,6 +47,7 @@ def pandas_hourly() -> Counter:
             return UNLOCATED
         p = Point(lon, lat)
         return next((c for c, poly in polys if poly.covers(p)), UNLOCATED)
+
     df["grid"] = [grid(r) for r in df.itertuples()]
     df["hour"] = created.dt.floor("h")
     g = df.groupby(["grid", "hour"]).size()
@@ -65,7 +70,8 @@ def test_la311_hourly_counts_per_council(broker, tmp_path):
         rows = worker.query(
             "SELECT grid_code, bucket, sum(n) FROM gridpulse.counts_1h "
             "WHERE source = 'hotline' "
-            "GROUP BY grid_code, bucket HAVING sum(n) > 0")
+            "GROUP BY grid_code, bucket HAVING sum(n) > 0"
+        )
         got = Counter({(g, to_epoch(b)): int(n) for g, b, n in rows})
         [[late]] = worker.query("SELECT sum(n) FROM gridpulse.late_counts")
         [[dead]] = worker.query("SELECT count() FROM gridpulse.dead_letters")

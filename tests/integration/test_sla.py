@@ -37,14 +37,20 @@ def expected_ids() -> set[str]:
 def hotline(city, case: str, at: datetime) -> Emission:
     sub = next(s.code for c in city.categories for s in c.subcategories if "hotline" in s.streams)
     grid = next(city.iter_grids()).code
-    msg = HotlineRequest(event_id=f"e-{case}", occurred_at=at, request_id=case, channel="phone",
-                         category=sub, grid=grid, caller_id="13800000000")
+    msg = HotlineRequest(
+        event_id=f"e-{case}",
+        occurred_at=at,
+        request_id=case,
+        channel="phone",
+        category=sub,
+        grid=grid,
+        caller_id="13800000000",
+    )
     return Emission(at, "hotline", grid.encode(), encode(msg), msg)
 
 
 def register(case: str, at: datetime) -> Emission:
-    msg = CaseEvent(event_id=f"reg-{case}", occurred_at=at, case_id=f"H-{case}",
-                    action="register")
+    msg = CaseEvent(event_id=f"reg-{case}", occurred_at=at, case_id=f"H-{case}", action="register")
     return Emission(at, "case", msg.case_id.encode(), encode(msg), msg)
 
 
@@ -70,10 +76,17 @@ def run_cases(penv: PipelineEnv, worker: WorkerProc, kill_at: float | None) -> W
 
 @pytest.mark.parametrize("kill_at", [None, 12.0], ids=["steady", "sigkill"])
 def test_exact_warnings_and_breaches(broker, tmp_path, kill_at):
-    penv = PipelineEnv(broker, f"chdb://{tmp_path}/chdb", SAMPLE, tmp_path / "p",
-                       extra={"GRIDPULSE_SLA_FILE": str(FAST_SLA),
-                              "GRIDPULSE_SLA__TICK_SECONDS": "0.25",
-                              "GRIDPULSE_SINK__BATCH_SECONDS": "0.25"})
+    penv = PipelineEnv(
+        broker,
+        f"chdb://{tmp_path}/chdb",
+        SAMPLE,
+        tmp_path / "p",
+        extra={
+            "GRIDPULSE_SLA_FILE": str(FAST_SLA),
+            "GRIDPULSE_SLA__TICK_SECONDS": "0.25",
+            "GRIDPULSE_SINK__BATCH_SECONDS": "0.25",
+        },
+    )
     worker = WorkerProc(penv).start().wait_ready()
     try:
         worker = run_cases(penv, worker, kill_at)
@@ -84,28 +97,59 @@ def test_exact_warnings_and_breaches(broker, tmp_path, kill_at):
         published = read_topic(broker, f"{penv.prefix}.sla.events", len(expected_ids()))
         assert {r.key.decode() for r in published} <= {f"H-{c}" for c in REGISTER_AFTER}
         import json
+
         assert {json.loads(r.value)["alert_id"] for r in published} == expected_ids()
-        states = dict(worker.query(
-            "SELECT case_id, stage FROM gridpulse.cases ORDER BY case_id"))
-        assert states == {"H-r0": "registered", "H-r1": "registered", "H-r2": "registered",
-                          "H-r3": "accepted"}
+        states = dict(worker.query("SELECT case_id, stage FROM gridpulse.cases ORDER BY case_id"))
+        assert states == {
+            "H-r0": "registered",
+            "H-r1": "registered",
+            "H-r2": "registered",
+            "H-r3": "accepted",
+        }
         # leadership's view through the CLI (served by this worker's query view)
         env = penv.env(worker.port)
         day = datetime.now(UTC).date()
         kpi = subprocess.run(
-            [sys.executable, "-m", "gridpulse.cli", "kpi", "--level", "city",
-             "--start", str(day), "--end", str(day + timedelta(days=1))],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+            [
+                sys.executable,
+                "-m",
+                "gridpulse.cli",
+                "kpi",
+                "--level",
+                "city",
+                "--start",
+                str(day),
+                "--end",
+                str(day + timedelta(days=1)),
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert kpi.returncode == 0, kpi.stderr
         head, row = kpi.stdout.splitlines()[:2]
         city = dict(zip(head.split("\t"), row.split("\t"), strict=True))
         assert (city["accepted"], city["registered"], city["registration_rate"]) == (
-            "4", "3", "75.00%")
+            "4",
+            "3",
+            "75.00%",
+        )
         countdown = subprocess.run(
-            [sys.executable, "-m", "gridpulse.cli", "countdown"], cwd=ROOT, env=env,
-            capture_output=True, text=True, timeout=60)
+            [sys.executable, "-m", "gridpulse.cli", "countdown"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert countdown.returncode == 0, countdown.stderr
         assert sorted(line.split("\t")[0] for line in countdown.stdout.splitlines()) == [
-            "H-r0", "H-r1", "H-r2", "H-r3"]
+            "H-r0",
+            "H-r1",
+            "H-r2",
+            "H-r3",
+        ]
     finally:
         worker.stop()

@@ -19,8 +19,10 @@ def reference(events: pd.DataFrame, window, grace_s: int) -> tuple[pd.DataFrame,
     frame = events[list(COUNT_KEY)].assign(bucket=start, late=late)
     counts = frame.groupby(["late", "bucket", *COUNT_KEY], sort=False).size()
     counts = counts.rename("n").reset_index()
-    return (counts[~counts["late"]].drop(columns="late"),
-            counts[counts["late"]].drop(columns="late"))  # fmt: skip
+    return (
+        counts[~counts["late"]].drop(columns="late"),
+        counts[counts["late"]].drop(columns="late"),
+    )
 
 
 def canon(frame: pd.DataFrame) -> list[tuple]:
@@ -44,14 +46,19 @@ rows = st.lists(
 @settings(max_examples=150, deadline=None)
 @given(rows, st.sampled_from(["1m", "5m", "1h", "1d"]), st.sampled_from([0, 120, 3600]))
 def test_counts_equal_a_plain_groupby(data, window_name, grace_s):
-    events = pd.DataFrame({
-        "event_time": [T0 + e + 0.25 for e, *_ in data],
-        "record_time": [T0 + e + d for e, d, *_ in data],
-        "district": [r[5] for r in data], "street": [r[5] + "S" for r in data],
-        "community": [r[2][:2] for r in data], "grid_code": [r[2] for r in data],
-        "category": [r[3].split(".")[0] for r in data], "subcategory": [r[3] for r in data],
-        "source": [r[4] for r in data],
-    })  # fmt: skip
+    events = pd.DataFrame(
+        {
+            "event_time": [T0 + e + 0.25 for e, *_ in data],
+            "record_time": [T0 + e + d for e, d, *_ in data],
+            "district": [r[5] for r in data],
+            "street": [r[5] + "S" for r in data],
+            "community": [r[2][:2] for r in data],
+            "grid_code": [r[2] for r in data],
+            "category": [r[3].split(".")[0] for r in data],
+            "subcategory": [r[3] for r in data],
+            "source": [r[4] for r in data],
+        }
+    )
     window = WINDOWS[window_name]
     on_time, late = count_events(events, window, TZ, grace_s)
     ref_on, ref_late = reference(events, window, grace_s)
@@ -72,4 +79,3 @@ def test_group_ids_are_dense_and_distinguish_every_key():
     empty, n0 = key_groups(events.iloc[:0])
     assert len(empty) == 0 and n0 == 0
     assert np.array_equal(key_groups(events)[0], gid)
-

@@ -31,8 +31,9 @@ def dispatcher() -> Dispatcher:
         {"route": {"receiver": "duty", "group_wait": "0s"}, "receivers": ["duty"]}
     )
     d = Dispatcher(cfg)
-    d.ingest(Alert(labels={"alertname": "sla", "case": "H-1", "severity": "critical"},
-                   starts_at=T0), T0)  # fmt: skip
+    d.ingest(
+        Alert(labels={"alertname": "sla", "case": "H-1", "severity": "critical"}, starts_at=T0), T0
+    )
     return d
 
 
@@ -40,8 +41,12 @@ def call(store: TokenStore, d: Dispatcher, script, changes: list | None = None):
     changes = [] if changes is None else changes
 
     async def run():
-        app = make_app(d, store, clock=lambda: T0 + timedelta(minutes=5),
-                       on_change=lambda a, p, r: changes.append((a, p.who)))  # fmt: skip
+        app = make_app(
+            d,
+            store,
+            clock=lambda: T0 + timedelta(minutes=5),
+            on_change=lambda a, p, r: changes.append((a, p.who)),
+        )
         async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
             return await script(client)
 
@@ -65,9 +70,13 @@ def test_tokens_are_stored_hashed_and_env_format_parses(tmp_path):
 
 @pytest.mark.parametrize(
     ("headers", "status"),
-    [({}, 401), ({"Authorization": "Bearer nope"}, 401), ({"Authorization": "Basic x"}, 401),
-     (bearer(VIEWER), 403)],
-)  # fmt: skip
+    [
+        ({}, 401),
+        ({"Authorization": "Bearer nope"}, 401),
+        ({"Authorization": "Basic x"}, 401),
+        (bearer(VIEWER), 403),
+    ],
+)
 def test_changes_refuse_missing_unknown_and_underprivileged_tokens(tmp_path, headers, status):
     d = dispatcher()
     fp = next(iter(d.alerts))
@@ -105,13 +114,22 @@ def test_operator_silences_acks_and_resolves_in_their_own_name(tmp_path):
 
     async def script(client):
         h = bearer(OPERATOR)
-        s = await client.post("/api/v1/silences", headers=h,
-                              json={"matchers": ['case="H-1"'], "reason": "road works",
-                                    "duration": "2h", "author": "someone-else"})  # fmt: skip
+        s = await client.post(
+            "/api/v1/silences",
+            headers=h,
+            json={
+                "matchers": ['case="H-1"'],
+                "reason": "road works",
+                "duration": "2h",
+                "author": "someone-else",
+            },
+        )
         assert s.status == 400  # the author is the token's owner, never given
-        s = await client.post("/api/v1/silences", headers=h,
-                              json={"matchers": ['case="H-1"'], "reason": "road works",
-                                    "duration": "2h"})  # fmt: skip
+        s = await client.post(
+            "/api/v1/silences",
+            headers=h,
+            json={"matchers": ['case="H-1"'], "reason": "road works", "duration": "2h"},
+        )
         sid = (await s.json())["id"]
         bad = await client.post(
             "/api/v1/silences",

@@ -65,12 +65,16 @@ TREE = {
     "repeat_interval": "1h",
     "routes": [
         {"matchers": ["unit=sanitation"], "receiver": "sanitation", "continue": True},
-        {"matchers": ["kind=~breach|escalation"], "receiver": "street-team",
-         "group_by": ["street"], "group_wait": "10s",
-         "routes": [{"matchers": ["severity=critical"], "receiver": "city-duty"}]},
+        {
+            "matchers": ["kind=~breach|escalation"],
+            "receiver": "street-team",
+            "group_by": ["street"],
+            "group_wait": "10s",
+            "routes": [{"matchers": ["severity=critical"], "receiver": "city-duty"}],
+        },
         {"matchers": ["kind=breach"], "receiver": "night-shift"},
     ],
-}  # fmt: skip
+}
 
 
 def receivers_of(route: Route, **labels) -> list[str]:
@@ -102,10 +106,12 @@ def test_child_routes_inherit_settings():
         ({"receiver": "city-duty", "group_by": ["phone"]}, "unknown label"),
         ({"receiver": "city-duty", "group_wait": "soon"}, "not a duration"),
         ({"receiver": "city-duty", "matchers": ["kind=x"]}, "root route"),
-        ({"receiver": "city-duty", "routes": [{"receiver": "x", "matchers": ["kind=x"]}]},
-         "unknown receiver"),
+        (
+            {"receiver": "city-duty", "routes": [{"receiver": "x", "matchers": ["kind=x"]}]},
+            "unknown receiver",
+        ),
     ],
-)  # fmt: skip
+)
 def test_config_is_validated(route, message):
     with pytest.raises(ValidationError, match=message):
         cfg(route)
@@ -120,8 +126,13 @@ def test_example_config_loads():
 
 # -- grouping -----------------------------------------------------------------------------
 
-GROUPING = {"receiver": "district-duty", "group_by": ["street"], "group_wait": "30s",
-            "group_interval": "5m", "repeat_interval": "1h"}  # fmt: skip
+GROUPING = {
+    "receiver": "district-duty",
+    "group_by": ["street"],
+    "group_wait": "30s",
+    "group_interval": "5m",
+    "repeat_interval": "1h",
+}
 
 
 def test_one_notification_per_group_after_group_wait():
@@ -187,18 +198,29 @@ def test_alert_resolved_before_first_flush_is_not_sent():
 # -- inhibition ---------------------------------------------------------------------------
 
 INHIBIT = [
-    {"source_matchers": ["alertname=warning", "kind=hotspot", 'grid=""'],
-     "target_matchers": ["alertname=warning", 'grid!=""'], "equal": ["street", "category"]},
-    {"source_matchers": ["alertname=sla", "kind=~breach|escalation"],
-     "target_matchers": ["alertname=sla", "kind=warning"], "equal": ["case", "stage"]},
-]  # fmt: skip
-ALL_IN_ONE = {"receiver": "district-duty", "group_by": ["..."], "group_wait": "0s",
-              "group_interval": "1m"}  # fmt: skip
+    {
+        "source_matchers": ["alertname=warning", "kind=hotspot", 'grid=""'],
+        "target_matchers": ["alertname=warning", 'grid!=""'],
+        "equal": ["street", "category"],
+    },
+    {
+        "source_matchers": ["alertname=sla", "kind=~breach|escalation"],
+        "target_matchers": ["alertname=sla", "kind=warning"],
+        "equal": ["case", "stage"],
+    },
+]
+ALL_IN_ONE = {
+    "receiver": "district-duty",
+    "group_by": ["..."],
+    "group_wait": "0s",
+    "group_interval": "1m",
+}
 
 
 def w(kind: str, street: str, grid: str = "", **more) -> Alert:
-    return alert(alertname="warning", kind=kind, street=street, grid=grid, category="litter",
-                 **more)  # fmt: skip
+    return alert(
+        alertname="warning", kind=kind, street=street, grid=grid, category="litter", **more
+    )
 
 
 def sent_fingerprints(ns) -> set[str]:
@@ -283,10 +305,15 @@ ROSTERS = {
     "street-oncall": {
         "working": "street-team",
         "off_hours": "night-shift",
-        "overrides": [{"start": "2026-12-31T18:00:00+08:00", "end": "2027-01-02T08:00:00+08:00",
-                       "receiver": "district-duty"}],
+        "overrides": [
+            {
+                "start": "2026-12-31T18:00:00+08:00",
+                "end": "2027-01-02T08:00:00+08:00",
+                "receiver": "district-duty",
+            }
+        ],
     }
-}  # fmt: skip
+}
 
 
 def office_hours(t: datetime) -> bool:
@@ -294,8 +321,10 @@ def office_hours(t: datetime) -> bool:
 
 
 def test_roster_pages_day_team_night_shift_and_holiday_cover():
-    d = Dispatcher(cfg({**ALL_IN_ONE, "receiver": "street-oncall"}, rosters=ROSTERS),
-                   is_working_time=office_hours)  # fmt: skip
+    d = Dispatcher(
+        cfg({**ALL_IN_ONE, "receiver": "street-oncall"}, rosters=ROSTERS),
+        is_working_time=office_hours,
+    )
     d.ingest(alert(case="H-1"), T0)
     assert [n.receiver for n in d.flush(T0 + M)] == ["street-team"]  # Monday 09:01
     d.ingest(alert(case="H-2"), T0 + 10 * 60 * M)
@@ -323,9 +352,13 @@ ESCALATING = {
     "group_by": ["case"],
     "group_wait": "0s",
     "group_interval": "1m",
-    "escalation": {"steps": [{"after": "15m", "receiver": "district-duty"},
-                             {"after": "45m", "receiver": "city-duty"}]},
-}  # fmt: skip
+    "escalation": {
+        "steps": [
+            {"after": "15m", "receiver": "district-duty"},
+            {"after": "45m", "receiver": "city-duty"},
+        ]
+    },
+}
 
 
 def escalations(d: Dispatcher, start: datetime, minutes: int) -> list[tuple[int, str, int]]:
@@ -390,8 +423,10 @@ def test_a_rebuilt_dispatcher_replaying_its_input_pages_nobody_twice():
         d = Dispatcher(cfg(escalating))
         accepted = []
         for minute in range(0, 40, 5):
-            d.ingest(alert(case=f"H-{minute}", street=f"S{minute % 2}", severity="critical"),
-                     T0 + minute * M)  # fmt: skip
+            d.ingest(
+                alert(case=f"H-{minute}", street=f"S{minute % 2}", severity="critical"),
+                T0 + minute * M,
+            )
             for n in d.tick(T0 + minute * M):
                 accepted.append(outbox.accept(n.id, n.receiver, "{}", T0 + minute * M))
         return accepted
@@ -405,8 +440,9 @@ def test_silences_round_trip_as_json_for_storage():
     from alerts.dispatch.silence import Silence
 
     d = Dispatcher(cfg(ALL_IN_ONE))
-    s = d.add_silence(['kind=~"breach|escalation"', "street!=Jinrong"], "li.wei", "storm", T0,
-                      T0 + M, T0)  # fmt: skip
+    s = d.add_silence(
+        ['kind=~"breach|escalation"', "street!=Jinrong"], "li.wei", "storm", T0, T0 + M, T0
+    )
     restored = Silence.model_validate_json(s.model_dump_json())
     assert restored == s
     assert restored.mutes({"kind": "breach", "street": "Fuxing"}, T0)

@@ -101,7 +101,7 @@ def test_sla_event_becomes_a_labelled_alert():
         ("warning", 2, False, "major"),
         ("breach", 0, True, "critical"),
         ("escalation", 1, False, "critical"),
-    ],  # fmt: skip
+    ],
 )
 def test_sla_severity(kind, level, urgent, severity):
     a = alert_from_sla(sla_raw(kind=kind, level=level, urgent=urgent), locate)
@@ -156,8 +156,15 @@ def test_warning_becomes_an_alert_and_resolves():
 def test_no_personal_data_in_any_notification(fmt):
     raw = sla_raw(caller_hash=CALLER_HASH, caller_phone=PHONE, reporter_name=REPORTER)
     alerts = (alert_from_sla(raw, locate), alert_from_warning(warning()))
-    n = Notification(id="n1", receiver="r", group_key="g", group_labels={}, reason="group",
-                     alerts=alerts, created_at=T0)  # fmt: skip
+    n = Notification(
+        id="n1",
+        receiver="r",
+        group_key="g",
+        group_labels={},
+        reason="group",
+        alerts=alerts,
+        created_at=T0,
+    )
     body = render(n, fmt)
     for personal in (CALLER_HASH, CALLER_HASH[:16], PHONE, REPORTER, "a.b@example.cn"):
         assert personal not in body

@@ -34,8 +34,11 @@ def test_spec_vector_signs_and_verifies():
     assert WebhookSecret(SPEC_SECRET.removeprefix("whsec_")).sign(SPEC_ID, SPEC_TS, SPEC_BODY) == (
         SPEC_SIG
     )
-    headers = {"webhook-id": SPEC_ID, "webhook-timestamp": str(SPEC_TS),
-               "webhook-signature": SPEC_SIG}  # fmt: skip
+    headers = {
+        "webhook-id": SPEC_ID,
+        "webhook-timestamp": str(SPEC_TS),
+        "webhook-signature": SPEC_SIG,
+    }
     assert verify(headers, SPEC_BODY.encode(), [s], now=SPEC_TS + 5) == SPEC_ID
 
 
@@ -51,12 +54,16 @@ def spec_headers(**over) -> dict[str, str]:
         (spec_headers(), SPEC_BODY.encode(), SPEC_TS + 301, "outside the tolerance"),
         (spec_headers(), SPEC_BODY.encode(), SPEC_TS - 301, "outside the tolerance"),
         (spec_headers(**{"webhook-id": "msg_other"}), SPEC_BODY.encode(), SPEC_TS, "no matching"),
-        (spec_headers(**{"webhook-signature": "v2," + SPEC_SIG[3:]}), SPEC_BODY.encode(), SPEC_TS,
-         "no matching"),
+        (
+            spec_headers(**{"webhook-signature": "v2," + SPEC_SIG[3:]}),
+            SPEC_BODY.encode(),
+            SPEC_TS,
+            "no matching",
+        ),
         (spec_headers(**{"webhook-timestamp": "soon"}), SPEC_BODY.encode(), SPEC_TS, "integer"),
         ({"webhook-id": SPEC_ID}, SPEC_BODY.encode(), SPEC_TS, "missing"),
     ],
-)  # fmt: skip
+)
 def test_tampered_stale_or_malformed_requests_are_refused(headers, body, now, reason):
     with pytest.raises(SignatureError, match=reason):
         verify(headers, body, [WebhookSecret(SPEC_SECRET)], now=now)
@@ -99,26 +106,49 @@ def notification(n_alerts: int = 2, **over) -> Notification:
             labels={"alertname": "sla", "case": f"H-{i}", "street": "Jinrong", "severity": "major"},
             annotations={"summary": f"case {i}", "board_url": f"https://g/d?var-case=H-{i}"},
             starts_at=T0,
-        )  # fmt: skip
+        )
         for i in range(n_alerts)
     )
-    fields = dict(id="n-1", receiver="duty", group_key='0:{street="Jinrong"}',
-                  group_labels={"street": "Jinrong"}, reason="group", alerts=alerts,
-                  acknowledged=(alerts[0].fingerprint,), created_at=T0)  # fmt: skip
+    fields = dict(
+        id="n-1",
+        receiver="duty",
+        group_key='0:{street="Jinrong"}',
+        group_labels={"street": "Jinrong"},
+        reason="group",
+        alerts=alerts,
+        acknowledged=(alerts[0].fingerprint,),
+        created_at=T0,
+    )
     return Notification(**(fields | over))
 
 
 def test_alertmanager_v4_shape():
     body = json.loads(render(notification(), "alertmanager", "https://gp/alerts"))
-    assert set(body) == {"version", "groupKey", "truncatedAlerts", "status", "receiver",
-                         "groupLabels", "commonLabels", "commonAnnotations", "externalURL",
-                         "alerts"}  # fmt: skip
+    assert set(body) == {
+        "version",
+        "groupKey",
+        "truncatedAlerts",
+        "status",
+        "receiver",
+        "groupLabels",
+        "commonLabels",
+        "commonAnnotations",
+        "externalURL",
+        "alerts",
+    }
     assert body["version"] == "4" and body["status"] == "firing" and body["receiver"] == "duty"
     assert body["groupLabels"] == {"street": "Jinrong"}
     assert body["commonLabels"] == {"alertname": "sla", "severity": "major", "street": "Jinrong"}
     a = body["alerts"][0]
-    assert set(a) == {"status", "labels", "annotations", "startsAt", "endsAt", "generatorURL",
-                      "fingerprint"}  # fmt: skip
+    assert set(a) == {
+        "status",
+        "labels",
+        "annotations",
+        "startsAt",
+        "endsAt",
+        "generatorURL",
+        "fingerprint",
+    }
     assert a["startsAt"] == "2026-11-30T09:00:00Z" and a["endsAt"] == "0001-01-01T00:00:00Z"
     assert a["generatorURL"] == "https://g/d?var-case=H-0"
     truncated = json.loads(render(notification(5), "alertmanager", max_alerts=2))
@@ -132,8 +162,9 @@ def test_gridpulse_v1_shape():
     assert body["reason"] == "group" and body["escalation_step"] is None
     assert [a["acknowledged"] for a in body["alerts"]] == [True, False]
     assert body["alerts"][0]["fingerprint"] == n.alerts[0].fingerprint
-    resolved = n.model_copy(update={"alerts": tuple(a.resolved(T0 + timedelta(hours=1))
-                                                     for a in n.alerts)})  # fmt: skip
+    resolved = n.model_copy(
+        update={"alerts": tuple(a.resolved(T0 + timedelta(hours=1)) for a in n.alerts)}
+    )
     body = json.loads(render(resolved, "gridpulse"))
     assert body["status"] == "resolved" and body["alerts"][0]["ends_at"] == "2026-11-30T10:00:00Z"
 
@@ -150,9 +181,19 @@ def test_webhook_config_requires_one_or_two_secrets():
 
 @pytest.mark.parametrize(
     ("status", "verdict"),
-    [(200, "delivered"), (204, "delivered"), (None, "retry"), (500, "retry"), (503, "retry"),
-     (429, "retry"), (400, "fail"), (401, "fail"), (404, "fail"), (410, "gone")],
-)  # fmt: skip
+    [
+        (200, "delivered"),
+        (204, "delivered"),
+        (None, "retry"),
+        (500, "retry"),
+        (503, "retry"),
+        (429, "retry"),
+        (400, "fail"),
+        (401, "fail"),
+        (404, "fail"),
+        (410, "gone"),
+    ],
+)
 def test_classify(status, verdict):
     assert classify(status) == verdict
 
@@ -227,10 +268,15 @@ class ScriptedSender:
 
 
 def notifier_with(*senders: ScriptedSender, max_attempts: int = 4, muter=None) -> Notifier:
-    policy = RetryPolicy(max_attempts=max_attempts, base=timedelta(milliseconds=1),
-                         cap=timedelta(milliseconds=4))  # fmt: skip
-    integrations = [Integration(s.name, lambda n: render(n, "gridpulse"), s, retry=policy,
-                                rate_per_s=1000, burst=100) for s in senders]  # fmt: skip
+    policy = RetryPolicy(
+        max_attempts=max_attempts, base=timedelta(milliseconds=1), cap=timedelta(milliseconds=4)
+    )
+    integrations = [
+        Integration(
+            s.name, lambda n: render(n, "gridpulse"), s, retry=policy, rate_per_s=1000, burst=100
+        )
+        for s in senders
+    ]
     return Notifier(integrations, InMemoryOutbox(), muter=muter, poll_interval=0.005)
 
 

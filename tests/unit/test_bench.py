@@ -46,12 +46,15 @@ def test_summarize_collapsed_self_and_inclusive() -> None:
 
 
 def test_verdict_against_targets() -> None:
-    v = verdict({
-        "faust_take": {"steady_per_s": 10_000}, "faust_iter": {"steady_per_s": 12_000},
-        "gridpulse_single": {"steady_per_s": 9_000},
-        "gridpulse_envelopes": {"steady_per_s": 150_000},
-        "latency": {"p99": 2.5},
-    })  # fmt: skip
+    v = verdict(
+        {
+            "faust_take": {"steady_per_s": 10_000},
+            "faust_iter": {"steady_per_s": 12_000},
+            "gridpulse_single": {"steady_per_s": 9_000},
+            "gridpulse_envelopes": {"steady_per_s": 150_000},
+            "latency": {"p99": 2.5},
+        }
+    )
     assert v["single_vs_bare"]["value"] == 0.75 and not v["single_vs_bare"]["met"]
     assert v["readings_per_s"]["met"]
     assert not v["latency_p99_s"]["met"]

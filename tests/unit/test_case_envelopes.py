@@ -43,9 +43,14 @@ def test_case_partition_matches_kafka_python_keyed_sends() -> None:
 def _opened(n: int, rng: random.Random) -> list[tuple[str, bytes, float]]:
     out = []
     for i in range(n):
-        row = {"source": rng.choice(["inspector", "hotline"]), "ref_id": f"r{i}",
-               "event_time": NOW.timestamp() - 60, "record_time": NOW.timestamp() - rng.random(),
-               "subcategory": "sanitation.overflowing_bin", "grid_code": "T01S01C001G01"}
+        row = {
+            "source": rng.choice(["inspector", "hotline"]),
+            "ref_id": f"r{i}",
+            "event_time": NOW.timestamp() - 60,
+            "record_time": NOW.timestamp() - rng.random(),
+            "subcategory": "sanitation.overflowing_bin",
+            "grid_code": "T01S01C001G01",
+        }
         out.append(opening_event(row, "src", i % 3, 1000 + i))
     return out
 
@@ -69,8 +74,10 @@ def test_envelopes_carry_every_accept_once_on_its_partition() -> None:
 
 
 def test_case_agent_applies_envelope_events_and_dead_letters_bad_ones(tmp_path) -> None:
-    settings = Settings(city_file=REPO_ROOT / "tests" / "fixtures" / "tiny_city.yaml",
-                        clickhouse=f"chdb://{tmp_path}")  # fmt: skip
+    settings = Settings(
+        city_file=REPO_ROOT / "tests" / "fixtures" / "tiny_city.yaml",
+        clickhouse=f"chdb://{tmp_path}",
+    )
     backend = ChdbBackend(tmp_path / "chdb")
     backend.migrate_sync(store_schema(settings))
     sent: list = []
@@ -100,10 +107,12 @@ def test_case_agent_applies_envelope_events_and_dead_letters_bad_ones(tmp_path) 
     assert decode("case", dead[0][7]).case_id == bad["case_id"]
     assert set(runtime.book.states) == {events[0]["case_id"], events[2]["case_id"]}
     rows = backend.rows_sync(
-        f"SELECT case_id, src_index, outcome FROM {backend.db}.case_events ORDER BY src_index")
+        f"SELECT case_id, src_index, outcome FROM {backend.db}.case_events ORDER BY src_index"
+    )
     assert rows == [(events[0]["case_id"], 0, "applied"), (events[2]["case_id"], 2, "applied")]
-    assert backend.rows_sync(f"SELECT src_index, reason_code FROM {backend.db}.dead_letters") \
-        == [(1, "unknown_grid")]
+    assert backend.rows_sync(f"SELECT src_index, reason_code FROM {backend.db}.dead_letters") == [
+        (1, "unknown_grid")
+    ]
     backend.close_sync()
 
 
@@ -114,14 +123,22 @@ def test_old_single_case_events_still_apply(tmp_path) -> None:
     backend.migrate_sync(store_schema(settings))
     runtime = CaseRuntime(settings, settings.city, backend, store_layout(settings), None)
     case_id, payload, _ = _opened(1, random.Random(3))[0]
-    register = json.dumps({
-        "v": 1, "type": "case.event", "event_id": "reg-1", "case_id": case_id,
-        "occurred_at": (NOW - timedelta(seconds=30)).isoformat(), "action": "register",
-    }).encode()  # fmt: skip
+    register = json.dumps(
+        {
+            "v": 1,
+            "type": "case.event",
+            "event_id": "reg-1",
+            "case_id": case_id,
+            "occurred_at": (NOW - timedelta(seconds=30)).isoformat(),
+            "action": "register",
+        }
+    ).encode()
     env = b'{"v":1,"type":"case.envelope","events":[' + payload + b"]}"
     topic = settings.topics.case
-    msgs = [Message(topic, 0, 0, NOW.timestamp(), env),
-            Message(topic, 0, 1, NOW.timestamp(), register)]  # fmt: skip
+    msgs = [
+        Message(topic, 0, 0, NOW.timestamp(), env),
+        Message(topic, 0, 1, NOW.timestamp(), register),
+    ]
     assert asyncio.run(runtime.handle(msgs)) == []
     assert runtime.book.states[case_id].stage == "registered"
     backend.close_sync()

@@ -19,9 +19,17 @@ T0 = datetime(2025, 6, 10, 1, 0, tzinfo=UTC)
 def book_with(n: int) -> CaseBook:
     book = CaseBook(POLICY, CITY.calendar)
     for i in range(n):
-        book.admit(CaseInput(f"c{i}", "accept", T0 + timedelta(minutes=i), grid=None,
-                             category="sanitation.overflowing_bin", source="hotline",
-                             event_id=f"e{i}"))  # fmt: skip
+        book.admit(
+            CaseInput(
+                f"c{i}",
+                "accept",
+                T0 + timedelta(minutes=i),
+                grid=None,
+                category="sanitation.overflowing_bin",
+                source="hotline",
+                event_id=f"e{i}",
+            )
+        )
     return book
 
 

@@ -92,18 +92,30 @@ def test_communities_and_streets_are_contiguous(city: City) -> None:
 def test_categories_and_sensor_kinds(city: City) -> None:
     subs = city.subcategories
     for code in [
-        "sanitation.overflowing_bin", "sanitation.exposed_garbage",
-        "sanitation.street_cleanliness", "facilities.broken_streetlight",
-        "facilities.damaged_road", "facilities.manhole_cover", "order.illegal_construction",
-        "order.street_vending", "order.illegal_parking", "disputes.neighbour_dispute",
-        "disputes.noise_complaint", "safety.fire_hazard", "safety.hazardous_structure",
-        "environment.water_logging", "environment.air_quality",
-    ]:  # fmt: skip
+        "sanitation.overflowing_bin",
+        "sanitation.exposed_garbage",
+        "sanitation.street_cleanliness",
+        "facilities.broken_streetlight",
+        "facilities.damaged_road",
+        "facilities.manhole_cover",
+        "order.illegal_construction",
+        "order.street_vending",
+        "order.illegal_parking",
+        "disputes.neighbour_dispute",
+        "disputes.noise_complaint",
+        "safety.fire_hazard",
+        "safety.hazardous_structure",
+        "environment.water_logging",
+        "environment.air_quality",
+    ]:
         cat, sub = subs[code]
         assert cat.name_zh and sub.name_zh and sub.streams and CODE.match(code)
     kinds = city.sensor_kind_index
     assert (kinds["water_level"].unit, kinds["water_level"].min, kinds["water_level"].max) == (
-        "m", 0, 10)  # fmt: skip
+        "m",
+        0,
+        10,
+    )
     assert (kinds["noise"].min, kinds["noise"].max) == (20, 140)
     assert {"water_level", "manhole_tilt", "pm25", "noise"} <= set(kinds)
 
@@ -122,8 +134,14 @@ def test_deterministic_by_seed() -> None:
 
 
 def test_yaml_round_trips_exactly() -> None:
-    small = CityGenConfig(cols=12, rows=4, communities_per_band=3, streets_per_district=(2, 1),
-                          street_communities=(1, 4), sensors_per_kind={"noise": 5})  # fmt: skip
+    small = CityGenConfig(
+        cols=12,
+        rows=4,
+        communities_per_band=3,
+        streets_per_district=(2, 1),
+        street_communities=(1, 4),
+        sensors_per_kind={"noise": 5},
+    )
     data = generate_city(3, small)
     text = dump_city(data)
     assert "coordinates: [[[" in text and "鼓楼区" in text

@@ -38,10 +38,13 @@ T0, T1 = int(START.timestamp()), int(END.timestamp())
 DAY = 86_400
 MAIN = ("accepted", "registered", "dispatched", "acknowledged", "handled", "verified", "closed")
 STAMP = {  # main-line stage -> the timestamp of reaching it
-    "registered": "registered_at", "dispatched": "dispatched_at",
-    "acknowledged": "acknowledged_at", "handled": "handled_at", "verified": "verified_at",
+    "registered": "registered_at",
+    "dispatched": "dispatched_at",
+    "acknowledged": "acknowledged_at",
+    "handled": "handled_at",
+    "verified": "verified_at",
     "closed": "closed_at",
-}  # fmt: skip
+}
 TIMER = dict(zip(MAIN[:-1], STAGES, strict=True))  # stage -> the limit running in it
 STREETS = [("D1", "S1"), ("D1", "S2"), ("D2", "S3"), ("D2", "S4"), ("D2", "S5")]
 _dbs = itertools.count()
@@ -67,11 +70,23 @@ def case(i: int, **kw) -> dict:
     """A case_state row with every column; timestamps are epoch seconds (0 = not reached)."""
     row = dict.fromkeys(STATE_COLUMNS, 0)
     row.update(
-        case_id=f"C{i:06d}", version=5, updated_at=T1, source="inspector", district="D1",
-        street="S1", community="S1-C1", grid_code="S1-C1-G1", category="sanitation",
-        subcategory="sanitation.overflowing_bin", unit="U1", stage="accepted",
-        opened_at=T0 + i % (25 * DAY), stage_limit_unit="", rating="", late_stages="",
-    )  # fmt: skip
+        case_id=f"C{i:06d}",
+        version=5,
+        updated_at=T1,
+        source="inspector",
+        district="D1",
+        street="S1",
+        community="S1-C1",
+        grid_code="S1-C1-G1",
+        category="sanitation",
+        subcategory="sanitation.overflowing_bin",
+        unit="U1",
+        stage="accepted",
+        opened_at=T0 + i % (25 * DAY),
+        stage_limit_unit="",
+        rating="",
+        late_stages="",
+    )
     row.update(kw)
     return row
 
@@ -89,8 +104,22 @@ def reach(row: dict, stage: str, step: int = 3600) -> dict:
 def older(row: dict) -> dict:
     """An earlier version of the case: registered and dispatched, overdue (must lose to the
     newer one through FINAL/argMax, or every count would change)."""
-    old = case(0, **{k: row[k] for k in ("case_id", "opened_at", "source", "district", "street",
-                                          "community", "grid_code", "unit")})  # fmt: skip
+    old = case(
+        0,
+        **{
+            k: row[k]
+            for k in (
+                "case_id",
+                "opened_at",
+                "source",
+                "district",
+                "street",
+                "community",
+                "grid_code",
+                "unit",
+            )
+        },
+    )
     reach(old, "dispatched", step=60)
     old.update(version=row["version"] - 2, stage_deadline=T1 - DAY - 7, late_stages="register")
     return old
@@ -151,14 +180,15 @@ def test_tianmen_close_rates(backend):
     for k in range(40):  # open, the running stage is overdue at the period end
         rows.append(reach(case(next(n), stage_deadline=T1 - 3600 - k), "acknowledged"))
     for _ in range(21):  # open within its deadline, but an earlier stage finished late
-        rows.append(reach(case(next(n), stage_deadline=T1 + DAY, late_stages="dispatch"),
-                          "dispatched"))  # fmt: skip
+        rows.append(
+            reach(case(next(n), stage_deadline=T1 + DAY, late_stages="dispatch"), "dispatched")
+        )
     # not due: open within all deadlines, paused with a later deadline, voided, rejected
     rows += [reach(case(next(n), stage_deadline=T1 + DAY), "handled") for _ in range(30)]
-    rows += [reach(case(next(n), stage_deadline=T1 + DAY, paused=1), "acknowledged")
-             for _ in range(5)]  # fmt: skip
-    rows += [reach(case(next(n), voided=1), "dispatched") | {"stage": "voided"}
-             for _ in range(15)]  # fmt: skip
+    rows += [
+        reach(case(next(n), stage_deadline=T1 + DAY, paused=1), "acknowledged") for _ in range(5)
+    ]
+    rows += [reach(case(next(n), voided=1), "dispatched") | {"stage": "voided"} for _ in range(15)]
     rows += [case(next(n), stage="rejected", rejected_at=T0 + DAY) for _ in range(10)]
     insert(backend, rows)
     insert(backend, [older(r) for r in rows[::5]])
@@ -195,11 +225,16 @@ def random_cases(seed: int, n: int) -> tuple[list[dict], set[str], set[str]]:
     for i in range(n):
         district, street = rng.choice(STREETS)
         r = case(
-            i, source=rng.choice(["hotline", "hotline", "inspector"]), district=district,
-            street=street, community=f"{street}-C{rng.randrange(2)}", unit=f"U{rng.randrange(4)}",
-            opened_at=T0 - 3 * DAY + rng.randrange(37 * DAY), version=rng.randrange(3, 30),
+            i,
+            source=rng.choice(["hotline", "hotline", "inspector"]),
+            district=district,
+            street=street,
+            community=f"{street}-C{rng.randrange(2)}",
+            unit=f"U{rng.randrange(4)}",
+            opened_at=T0 - 3 * DAY + rng.randrange(37 * DAY),
+            version=rng.randrange(3, 30),
             urgent=int(rng.random() < 0.1),
-        )  # fmt: skip
+        )
         r["grid_code"] = f"{r['community']}-G{rng.randrange(3)}"
         if rng.random() < 0.06:
             r.update(stage="rejected", rejected_at=r["opened_at"] + rng.randrange(1, 9000))
@@ -242,8 +277,9 @@ def random_cases(seed: int, n: int) -> tuple[list[dict], set[str], set[str]]:
     return rows, paused_ev, refused_ev
 
 
-def expected(df: pd.DataFrame, keys: tuple[str, ...], paused_ev: set[str], defs: KpiDefinitions,
-             cutoff: int) -> pd.DataFrame:  # fmt: skip
+def expected(
+    df: pd.DataFrame, keys: tuple[str, ...], paused_ev: set[str], defs: KpiDefinitions, cutoff: int
+) -> pd.DataFrame:
     """Every KPI in pandas, straight from the definitions in docs/kpis.md."""
     d = df[(df.opened_at >= T0) & (df.opened_at < T1)].copy()
     late = d.late_stages.str.split(",").apply(set)
@@ -268,26 +304,39 @@ def expected(df: pd.DataFrame, keys: tuple[str, ...], paused_ev: set[str], defs:
     ack_ok = (d.acknowledged_at > 0) & late.apply(lambda s: "acknowledge" not in s)
     hdl_ok = hdl & late.apply(lambda s: "handle" not in s)
     rated = d.rating != ""
-    f = pd.DataFrame({
-        "accepted": keep, "voided": d.voided == 1, "registered": keep & reg,
-        "due_to_close": keep & due, "closed": keep & due & is_closed & forced_ok,
-        "closed_on_time": keep & due & on_time, "due_unpaused": keep & due & ~ever_paused,
-        "closed_on_time_unpaused": keep & due & on_time & ~ever_paused,
-        "dispatched": keep & disp, "acknowledged_on_time": keep & disp & ack_ok,
-        "handled": keep & disp & hdl, "handled_on_time": keep & disp & hdl_ok,
-        "reworked": keep & hdl & (d.rework_count > 0),
-        "extended": keep & reg & (d.extension_count > 0),
-        "hotline_accepted": keep & hot, "hotline_dispatched": keep & hot & disp,
-        "hotline_acknowledged_on_time": keep & hot & disp & ack_ok,
-        "hotline_resolved": keep & hot & is_closed & (d.forced == 0),
-        "hotline_rated": keep & hot & rated,
-        "hotline_satisfied": keep & hot & rated & d.rating.isin(defs.satisfied_ratings),
-    }).astype(int)  # fmt: skip
+    f = pd.DataFrame(
+        {
+            "accepted": keep,
+            "voided": d.voided == 1,
+            "registered": keep & reg,
+            "due_to_close": keep & due,
+            "closed": keep & due & is_closed & forced_ok,
+            "closed_on_time": keep & due & on_time,
+            "due_unpaused": keep & due & ~ever_paused,
+            "closed_on_time_unpaused": keep & due & on_time & ~ever_paused,
+            "dispatched": keep & disp,
+            "acknowledged_on_time": keep & disp & ack_ok,
+            "handled": keep & disp & hdl,
+            "handled_on_time": keep & disp & hdl_ok,
+            "reworked": keep & hdl & (d.rework_count > 0),
+            "extended": keep & reg & (d.extension_count > 0),
+            "hotline_accepted": keep & hot,
+            "hotline_dispatched": keep & hot & disp,
+            "hotline_acknowledged_on_time": keep & hot & disp & ack_ok,
+            "hotline_resolved": keep & hot & is_closed & (d.forced == 0),
+            "hotline_rated": keep & hot & rated,
+            "hotline_satisfied": keep & hot & rated & d.rating.isin(defs.satisfied_ratings),
+        }
+    ).astype(int)
     counts = list(f.columns)
-    spans = {"register": ("opened_at", "registered_at"), "dispatch": ("registered_at",
-             "dispatched_at"), "acknowledge": ("dispatched_at", "acknowledged_at"),
-             "handle": ("acknowledged_at", "handled_at"), "verify": ("handled_at",
-             "verified_at"), "close": ("verified_at", "closed_at")}  # fmt: skip
+    spans = {
+        "register": ("opened_at", "registered_at"),
+        "dispatch": ("registered_at", "dispatched_at"),
+        "acknowledge": ("dispatched_at", "acknowledged_at"),
+        "handle": ("acknowledged_at", "handled_at"),
+        "verify": ("handled_at", "verified_at"),
+        "close": ("verified_at", "closed_at"),
+    }
     for stage, (a, b) in spans.items():
         ok = keep & (d[a] > 0) & (d[b] > 0)
         if stage == "close":
@@ -350,7 +399,7 @@ DEFS = {
         on_time_stages=("handle",),
         ever_paused_from="snapshot",
         satisfied_ratings=("satisfied",),
-    ),  # fmt: skip
+    ),
 }
 
 
@@ -361,8 +410,7 @@ def test_every_kpi_matches_pandas(backend, random_db, level, variant):
     defs = DEFS[variant]
     now = END - timedelta(days=2) if variant == "variant" else None
     cutoff = T1 if now is None else int(now.timestamp())
-    got = as_dicts(columns(level), backend.rows_sync(kpi_sql(db, level, START, END, defs,
-                                                             now=now)))  # fmt: skip
+    got = as_dicts(columns(level), backend.rows_sync(kpi_sql(db, level, START, END, defs, now=now)))
     want = expected(df, KEYS[level], paused_ev, defs, cutoff).to_dict("records")
     assert len(got) == len(want) > 0
     assert got[0]["accepted"] > 0
@@ -457,22 +505,29 @@ def test_kpi_sql_runs_on_clickhouse_18_16(clickhouse_server):
         rows, paused_ev, _ = random_cases(seed=11, n=600)
         insert(be, rows)
         insert(be, [older(r) for r in rows[::4]])
-        be.insert_sync("case_events", pd.DataFrame(
-            [(c, "pause", "applied") for c in sorted(paused_ev)],
-            columns=["case_id", "action", "outcome"]))  # fmt: skip
+        be.insert_sync(
+            "case_events",
+            pd.DataFrame(
+                [(c, "pause", "applied") for c in sorted(paused_ev)],
+                columns=["case_id", "action", "outcome"],
+            ),
+        )
         df = pd.DataFrame(rows, columns=list(STATE_COLUMNS))
         for level in ("street", "city"):
             for defs in DEFS.values():
-                got = as_dicts(columns(level), be.rows_sync(kpi_sql("gp_kpis", level, START,
-                                                                    END, defs)))  # fmt: skip
+                got = as_dicts(
+                    columns(level), be.rows_sync(kpi_sql("gp_kpis", level, START, END, defs))
+                )
                 want = expected(df, KEYS[level], paused_ev, defs, T1).to_dict("records")
                 assert len(got) == len(want)
                 for g, w in zip(got, want, strict=True):
-                    wrong = {m: (g[m], w[m]) for m in w if m not in KEYS[level]
-                             and not same(g[m], w[m])}  # fmt: skip
+                    wrong = {
+                        m: (g[m], w[m]) for m in w if m not in KEYS[level] and not same(g[m], w[m])
+                    }
                     assert not wrong
-        ranked = be.rows_sync(ranking_sql("gp_kpis", "street", START, END, "close_rate",
-                                          KpiDefinitions(min_volume=5)))  # fmt: skip
+        ranked = be.rows_sync(
+            ranking_sql("gp_kpis", "street", START, END, "close_rate", KpiDefinitions(min_volume=5))
+        )
         assert ranked and [r[0] for r in ranked] == sorted((r[0] for r in ranked), reverse=True)
         board = be.rows_sync(countdown_sql("gp_kpis", END, limit=20))
         assert len(board) == 20

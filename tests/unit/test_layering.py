@@ -74,8 +74,7 @@ def imports(module: str) -> list[tuple[str, list[str], int]]:
                 names = [a.name for a in child.names]
                 # ``from pkg import mod`` imports the sub-module pkg.mod
                 subs = [f"{base}.{n}" for n in names if f"{base}.{n}" in MODULES]
-                out.append((base, [n for n in names if f"{base}.{n}" not in MODULES],
-                            child.lineno))  # fmt: skip
+                out.append((base, [n for n in names if f"{base}.{n}" not in MODULES], child.lineno))
                 out.extend((s, [], child.lineno) for s in subs)
             visit(child)
 
@@ -136,7 +135,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str]:
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return [*stack[stack.index(nxt):], nxt]
+                return [*stack[stack.index(nxt) :], nxt]
             if nxt not in state and (found := dfs(nxt)):
                 return found
         stack.pop()

@@ -19,8 +19,7 @@ def test_first_offsets_settle_fresh_checkpoints_and_agree_with_the_row_filter():
     fresh = Ledger({("a", 0): 5, ("a", 1): 1})
     assert keep_after(f, fresh, first) is f  # nothing stored yet: no row is looked at
     for ledger in (Ledger({("a", 0): 6, ("a", 1): 3}), Ledger({("b", 0): 1}), fresh):
-        assert keep_after(f, ledger, first).values.tolist() == \
-            keep_after(f, ledger).values.tolist()
+        assert keep_after(f, ledger, first).values.tolist() == keep_after(f, ledger).values.tolist()
 
 
 def test_span_rows_sum_to_next_offset():

@@ -36,15 +36,28 @@ AWARE: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
 
 
 def reading(i: int = 0, **kw: object) -> dict:
-    base = {"v": 1, "type": "sensor.reading", "event_id": f"s{i}",
-            "occurred_at": "2025-05-06T17:29:58.125+08:00", "sensor_id": "S-wl-1",
-            "kind": "water_level", "value": 1.5, "unit": "m"}  # fmt: skip
+    base = {
+        "v": 1,
+        "type": "sensor.reading",
+        "event_id": f"s{i}",
+        "occurred_at": "2025-05-06T17:29:58.125+08:00",
+        "sensor_id": "S-wl-1",
+        "kind": "water_level",
+        "value": 1.5,
+        "unit": "m",
+    }
     return {**base, **kw}
 
 
 def envelope(readings: list, **kw: object) -> dict:
-    return {"v": 1, "type": "sensor.envelope", "gateway_id": "gw-1",
-            "sent_at": "2025-05-06T09:29:59Z", "readings": readings, **kw}  # fmt: skip
+    return {
+        "v": 1,
+        "type": "sensor.envelope",
+        "gateway_id": "gw-1",
+        "sent_at": "2025-05-06T09:29:59Z",
+        "readings": readings,
+        **kw,
+    }
 
 
 def wire(doc: object) -> bytes:
@@ -74,15 +87,18 @@ def test_valid_envelope_takes_the_fast_path_with_the_same_rows():
     assert isinstance(out.events[1][EVENT_COLUMNS.index("value")], float)
 
 
-@pytest.mark.parametrize("bad,code", [
-    (dict(sensor_id="S-missing"), "unknown_sensor"),
-    (dict(kind="noise"), "sensor_kind_mismatch"),
-    (dict(unit="cm"), "unit_mismatch"),
-    (dict(value=99.0), "impossible_value"),
-    (dict(value=-1), "impossible_value"),
-    (dict(occurred_at="2025-03-01T00:00:00Z"), "too_old"),
-    (dict(occurred_at="2025-05-06T10:30:00.5Z"), "impossible_time"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad,code",
+    [
+        (dict(sensor_id="S-missing"), "unknown_sensor"),
+        (dict(kind="noise"), "sensor_kind_mismatch"),
+        (dict(unit="cm"), "unit_mismatch"),
+        (dict(value=99.0), "impossible_value"),
+        (dict(value=-1), "impossible_value"),
+        (dict(occurred_at="2025-03-01T00:00:00Z"), "too_old"),
+        (dict(occurred_at="2025-05-06T10:30:00.5Z"), "impossible_time"),
+    ],
+)
 def test_a_rejected_reading_gets_the_same_dead_letter(bad, code):
     readings = [reading(0), reading(1, **bad), reading(2)]
     payload = wire(envelope(readings))
@@ -94,12 +110,15 @@ def test_a_rejected_reading_gets_the_same_dead_letter(bad, code):
     assert len(out.events) == 2
 
 
-@pytest.mark.parametrize("bad,code", [
-    ({}, None),
-    (dict(sensor_id="S-missing"), "unknown_sensor"),
-    (dict(value=1e6), "impossible_value"),
-    (dict(occurred_at="2024-01-01T00:00:00+01:00"), "too_old"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad,code",
+    [
+        ({}, None),
+        (dict(sensor_id="S-missing"), "unknown_sensor"),
+        (dict(value=1e6), "impossible_value"),
+        (dict(occurred_at="2024-01-01T00:00:00+01:00"), "too_old"),
+    ],
+)
 def test_single_readings_take_the_fast_path(bad, code):
     payload = wire(reading(0, **bad))
     assert fast(payload) is not None
@@ -157,8 +176,9 @@ def test_odd_readings_fall_back_to_pydantic(odd):
     same(single)
 
 
-@pytest.mark.parametrize("missing", ["event_id", "occurred_at", "sensor_id", "kind", "value",
-                                     "unit"])  # fmt: skip
+@pytest.mark.parametrize(
+    "missing", ["event_id", "occurred_at", "sensor_id", "kind", "value", "unit"]
+)
 def test_a_missing_field_falls_back(missing):
     r = reading(1)
     del r[missing]
@@ -167,35 +187,45 @@ def test_a_missing_field_falls_back(missing):
     assert same(payload).dead[0][5] == "schema"
 
 
-@pytest.mark.parametrize("doc", [
-    envelope([]),
-    envelope([reading()], extra=1),
-    envelope([reading()], v=2),
-    envelope([reading()], gateway_id=""),
-    envelope([reading()], sent_at="2025-05-06T09:29:59"),
-    envelope({"0": reading()}),  # type: ignore[arg-type]
-    envelope([reading(), ["not", "a", "reading"]]),
-    {k: v for k, v in envelope([reading()]).items() if k != "type"},
-    {k: v for k, v in reading().items() if k != "type"},  # the tag is required at the top
-    [envelope([reading()])],
-    "sensor.envelope",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "doc",
+    [
+        envelope([]),
+        envelope([reading()], extra=1),
+        envelope([reading()], v=2),
+        envelope([reading()], gateway_id=""),
+        envelope([reading()], sent_at="2025-05-06T09:29:59"),
+        envelope({"0": reading()}),  # type: ignore[arg-type]
+        envelope([reading(), ["not", "a", "reading"]]),
+        {k: v for k, v in envelope([reading()]).items() if k != "type"},
+        {k: v for k, v in reading().items() if k != "type"},  # the tag is required at the top
+        [envelope([reading()])],
+        "sensor.envelope",
+    ],
+)
 def test_odd_envelopes_fall_back_to_pydantic(doc):
     payload = wire(doc)
     assert fast(payload) is None
     same(payload)
 
 
-@pytest.mark.parametrize("payload", [
-    b"", b"{", b"null", b'{"type": "sensor.envelope"} x', b"\xef\xbb\xbf{}",
-    wire(envelope([reading()]))[:-1] + b",}",
-    # duplicate keys: both parsers keep the last
-    wire(envelope([reading()]))[:-1] + b', "gateway_id": ""}',
-    wire(reading())[:-1] + b', "value": 2.5}',
-    wire(reading(event_id="caf\u00e9 \U0001f600")),
-    json.dumps(reading(event_id="\ud800")).encode(),  # a lone surrogate
-    wire(reading()).replace(b'"s0"', b'"s\x01"'),  # a raw control character
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",
+        b"{",
+        b"null",
+        b'{"type": "sensor.envelope"} x',
+        b"\xef\xbb\xbf{}",
+        wire(envelope([reading()]))[:-1] + b",}",
+        # duplicate keys: both parsers keep the last
+        wire(envelope([reading()]))[:-1] + b', "gateway_id": ""}',
+        wire(reading())[:-1] + b', "value": 2.5}',
+        wire(reading(event_id="caf\u00e9 \U0001f600")),
+        json.dumps(reading(event_id="\ud800")).encode(),  # a lone surrogate
+        wire(reading()).replace(b'"s0"', b'"s\x01"'),  # a raw control character
+    ],
+)
 def test_odd_json_gives_the_pydantic_result(payload):
     same(payload)
 
@@ -212,17 +242,29 @@ def test_reading_rows_have_the_generic_event_row_layout():
     [row], [] = reading_rows(sensor_table(CITY), SRC, RULES, [plain])
     path = CITY.grid_paths[facts.grid]
     assert row == _event_row(
-        NOW.timestamp() - 1, "e1", SRC, 0, "sensor", path, "sensor", "sensor", "sensor.noise",
-        ref_id="S-noise-1", sensor_id="S-noise-1", value=60.0, unit="dB",
+        NOW.timestamp() - 1,
+        "e1",
+        SRC,
+        0,
+        "sensor",
+        path,
+        "sensor",
+        "sensor",
+        "sensor.noise",
+        ref_id="S-noise-1",
+        sensor_id="S-noise-1",
+        value=60.0,
+        unit="dB",
         lonlat=(facts.sensor.lon, facts.sensor.lat),
-    )  # fmt: skip
+    )
 
 
 # ---------------------------------------------------------------- generated inputs
 
 OFFSETS = st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(lambda m: timezone(timedelta(minutes=m)))
-NEAR = st.datetimes(min_value=datetime(2025, 5, 4), max_value=datetime(2025, 5, 7),
-                    timezones=st.just(UTC) | OFFSETS)  # fmt: skip
+NEAR = st.datetimes(
+    min_value=datetime(2025, 5, 4), max_value=datetime(2025, 5, 7), timezones=st.just(UTC) | OFFSETS
+)
 ANY_TIME = st.datetimes(timezones=st.just(UTC) | OFFSETS)
 
 
@@ -279,40 +321,56 @@ def test_usual_times_are_read_plainly(d):
 
 
 VALUES = st.one_of(
-    st.floats(allow_nan=False, allow_infinity=False), st.floats(-1, 12), st.floats(0, 150),
-    st.integers(-(2**70), 2**70), st.integers(-5, 150), st.booleans(), st.none(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(-1, 12),
+    st.floats(0, 150),
+    st.integers(-(2**70), 2**70),
+    st.integers(-5, 150),
+    st.booleans(),
+    st.none(),
     st.sampled_from(["1.5", "HUGE", [1.0]]),
-)  # fmt: skip
+)
 READINGS = st.fixed_dictionaries(
-    {"event_id": st.one_of(st.text(min_size=1, max_size=8), st.sampled_from(["", 1, "e" * 129])),
-     "occurred_at": st.one_of(time_texts(), st.sampled_from([None, 0, "x"])),
-     "sensor_id": st.sampled_from(["S-wl-1", "S-wl-1", "S-noise-1", "S-missing", "", 5]),
-     "kind": st.sampled_from(["water_level", "water_level", "noise", "water-level", "a\n", "",
-                              "k" * 65, None]),
-     "value": VALUES,
-     "unit": st.sampled_from(["m", "m", "dB", "cm", "", "u" * 33, 3])},
-    optional={"v": st.sampled_from([1, 1, 2, True, 1.0]),
-              "type": st.sampled_from(["sensor.reading", "sensor.reading", "sensor.envelope"]),
-              "extra": st.just(1)},
-)  # fmt: skip
+    {
+        "event_id": st.one_of(st.text(min_size=1, max_size=8), st.sampled_from(["", 1, "e" * 129])),
+        "occurred_at": st.one_of(time_texts(), st.sampled_from([None, 0, "x"])),
+        "sensor_id": st.sampled_from(["S-wl-1", "S-wl-1", "S-noise-1", "S-missing", "", 5]),
+        "kind": st.sampled_from(
+            ["water_level", "water_level", "noise", "water-level", "a\n", "", "k" * 65, None]
+        ),
+        "value": VALUES,
+        "unit": st.sampled_from(["m", "m", "dB", "cm", "", "u" * 33, 3]),
+    },
+    optional={
+        "v": st.sampled_from([1, 1, 2, True, 1.0]),
+        "type": st.sampled_from(["sensor.reading", "sensor.reading", "sensor.envelope"]),
+        "extra": st.just(1),
+    },
+)
 GOOD_TIMES = st.builds(
-    lambda d, spec: d.isoformat(timespec=spec), NEAR,
+    lambda d, spec: d.isoformat(timespec=spec),
+    NEAR,
     st.sampled_from(["seconds", "milliseconds", "microseconds"]),
-)  # fmt: skip
+)
 PLAIN_READINGS = st.fixed_dictionaries(
-    {"event_id": st.text(min_size=1, max_size=8), "occurred_at": GOOD_TIMES,
-     "sensor_id": st.sampled_from(["S-wl-1", "S-noise-1", "S-missing"]),
-     "kind": st.sampled_from(["water_level", "noise"]),
-     "value": st.one_of(st.floats(-1, 150), st.integers(-5, 150)),
-     "unit": st.sampled_from(["m", "dB"])},
+    {
+        "event_id": st.text(min_size=1, max_size=8),
+        "occurred_at": GOOD_TIMES,
+        "sensor_id": st.sampled_from(["S-wl-1", "S-noise-1", "S-missing"]),
+        "kind": st.sampled_from(["water_level", "noise"]),
+        "value": st.one_of(st.floats(-1, 150), st.integers(-5, 150)),
+        "unit": st.sampled_from(["m", "dB"]),
+    },
     optional={"v": st.just(1), "type": st.just("sensor.reading")},
-)  # fmt: skip
+)
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.one_of(READINGS, PLAIN_READINGS), max_size=6),
-       st.sampled_from(["2025-05-06T09:29:59Z", "2025-05-06T09:29:59", "gw"]),
-       st.booleans())  # fmt: skip
+@given(
+    st.lists(st.one_of(READINGS, PLAIN_READINGS), max_size=6),
+    st.sampled_from(["2025-05-06T09:29:59Z", "2025-05-06T09:29:59", "gw"]),
+    st.booleans(),
+)
 def test_generated_messages_give_the_pydantic_result(readings, sent_at, single):
     doc = readings[0] if single and readings else envelope(readings, sent_at=sent_at)
     same(wire(doc))

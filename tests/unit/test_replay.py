@@ -275,23 +275,71 @@ def test_grid_template_pads_and_refuses_bad_codes(fmt: ImportFormat) -> None:
 # ---- case lifecycle events -----------------------------------------------------------------
 
 FIXTURES = ROOT / "tests" / "fixtures"
-LA_COLUMNS = ["SRNumber", "CreatedDate", "UpdatedDate", "ClosedDate", "ServiceDate", "Status",
-              "RequestType", "RequestSource", "NC", "Latitude", "Longitude", "Address"]
+LA_COLUMNS = [
+    "SRNumber",
+    "CreatedDate",
+    "UpdatedDate",
+    "ClosedDate",
+    "ServiceDate",
+    "Status",
+    "RequestType",
+    "RequestSource",
+    "NC",
+    "Latitude",
+    "Longitude",
+    "Address",
+]
 # id, created, updated, closed, due (ServiceDate), status
 LA_CASE_ROWS = [
-    ("ONTIME", "01/02/2018 09:00:00 AM", "01/03/2018 10:00:00 AM", "01/03/2018 10:00:00 AM",
-     "01/04/2018 12:00:00 AM", "Closed"),
-    ("LATE", "01/02/2018 09:30:00 AM", "01/09/2018 08:00:00 AM", "01/09/2018 08:00:00 AM",
-     "01/04/2018 12:00:00 AM", "Closed"),
-    ("CANCEL", "01/02/2018 10:00:00 AM", "01/02/2018 03:00:00 PM", "01/02/2018 02:00:00 PM",
-     "01/05/2018 12:00:00 AM", "Cancelled"),
+    (
+        "ONTIME",
+        "01/02/2018 09:00:00 AM",
+        "01/03/2018 10:00:00 AM",
+        "01/03/2018 10:00:00 AM",
+        "01/04/2018 12:00:00 AM",
+        "Closed",
+    ),
+    (
+        "LATE",
+        "01/02/2018 09:30:00 AM",
+        "01/09/2018 08:00:00 AM",
+        "01/09/2018 08:00:00 AM",
+        "01/04/2018 12:00:00 AM",
+        "Closed",
+    ),
+    (
+        "CANCEL",
+        "01/02/2018 10:00:00 AM",
+        "01/02/2018 03:00:00 PM",
+        "01/02/2018 02:00:00 PM",
+        "01/05/2018 12:00:00 AM",
+        "Cancelled",
+    ),
     ("REFER", "01/02/2018 10:30:00 AM", "01/02/2018 11:00:00 AM", "", "", "Referred Out"),
-    ("OPEN", "01/02/2018 11:00:00 AM", "01/02/2018 11:00:00 AM", "", "01/08/2018 12:00:00 AM",
-     "Open"),
-    ("DUEBEFORE", "01/02/2018 11:30:00 AM", "01/02/2018 01:00:00 PM", "01/02/2018 01:00:00 PM",
-     "01/02/2018 12:00:00 AM", "Closed"),
-    ("BACKWARDS", "01/02/2018 12:00:00 PM", "01/02/2018 12:00:00 PM", "01/02/2018 11:00:00 AM",
-     "", "Closed"),
+    (
+        "OPEN",
+        "01/02/2018 11:00:00 AM",
+        "01/02/2018 11:00:00 AM",
+        "",
+        "01/08/2018 12:00:00 AM",
+        "Open",
+    ),
+    (
+        "DUEBEFORE",
+        "01/02/2018 11:30:00 AM",
+        "01/02/2018 01:00:00 PM",
+        "01/02/2018 01:00:00 PM",
+        "01/02/2018 12:00:00 AM",
+        "Closed",
+    ),
+    (
+        "BACKWARDS",
+        "01/02/2018 12:00:00 PM",
+        "01/02/2018 12:00:00 PM",
+        "01/02/2018 11:00:00 AM",
+        "",
+        "Closed",
+    ),
     ("ODD", "01/02/2018 12:30:00 PM", "", "", "01/03/2018 12:00:00 AM", "Pending"),
 ]
 OPENING = ["register", "dispatch", "acknowledge"]
@@ -299,8 +347,23 @@ CLOSING = ["handle", "verify_pass", "close"]
 
 
 def _la_frame(rows=LA_CASE_ROWS) -> pd.DataFrame:
-    data = [(rid, created, updated, closed, due, status, "Bulky Items", "Call", "55", "", "",
-             "1 MAIN ST") for rid, created, updated, closed, due, status in rows]
+    data = [
+        (
+            rid,
+            created,
+            updated,
+            closed,
+            due,
+            status,
+            "Bulky Items",
+            "Call",
+            "55",
+            "",
+            "",
+            "1 MAIN ST",
+        )
+        for rid, created, updated, closed, due, status in rows
+    ]
     return pd.DataFrame(data, columns=LA_COLUMNS)
 
 
@@ -348,13 +411,28 @@ def test_la_rows_drive_the_case_lifecycle(fmt: ImportFormat) -> None:
     assert cases["H-REFER"][-1].occurred_at == _utc("2018-01-02T11:00:00-08:00")
     # a close before creation is moved to the creation time
     assert cases["H-BACKWARDS"][-1].occurred_at == _utc("2018-01-02T12:00:00-08:00")
-    assert rep.actions == Counter({"register": 8, "dispatch": 8, "acknowledge": 8,
-                                   "extend": 5, "handle": 4, "verify_pass": 4, "close": 4,
-                                   "void": 2})  # fmt: skip
+    assert rep.actions == Counter(
+        {
+            "register": 8,
+            "dispatch": 8,
+            "acknowledge": 8,
+            "extend": 5,
+            "handle": 4,
+            "verify_pass": 4,
+            "close": 4,
+            "void": 2,
+        }
+    )
     assert rep.case_events == sum(rep.actions.values()) == len(batch.emissions) - rep.emitted
-    assert rep.statuses == Counter({"Closed -> closed": 4, "Cancelled -> cancelled": 1,
-                                    "Referred Out -> referred": 1, "Open -> open": 1,
-                                    "Pending -> open (unknown)": 1})  # fmt: skip
+    assert rep.statuses == Counter(
+        {
+            "Closed -> closed": 4,
+            "Cancelled -> cancelled": 1,
+            "Referred Out -> referred": 1,
+            "Open -> open": 1,
+            "Pending -> open (unknown)": 1,
+        }
+    )
     assert rep.due_not_after_created == 1 and rep.end_before_created == 1
     assert rep.unknown_statuses == Counter({"Pending": 1})
     text = report_text(rep)
@@ -403,10 +481,15 @@ def _lifecycle(batch: ReplayBatch) -> dict[str, tuple]:
 def test_la_case_events_are_all_legal(fmt: ImportFormat) -> None:
     states = _lifecycle(replay_frame(_la_frame(), fmt, cases=True))
     assert {cid: s[0] for cid, s in states.items()} == {
-        "H-ONTIME": "closed", "H-LATE": "closed", "H-CANCEL": "voided", "H-REFER": "voided",
-        "H-OPEN": "acknowledged", "H-DUEBEFORE": "closed", "H-BACKWARDS": "closed",
+        "H-ONTIME": "closed",
+        "H-LATE": "closed",
+        "H-CANCEL": "voided",
+        "H-REFER": "voided",
+        "H-OPEN": "acknowledged",
+        "H-DUEBEFORE": "closed",
+        "H-BACKWARDS": "closed",
         "H-ODD": "acknowledged",
-    }  # fmt: skip
+    }
     assert states["H-OPEN"][2] == _utc("2018-01-08T00:00:00-08:00")  # the handling deadline
     assert states["H-BACKWARDS"][1] == _utc("2018-01-02T12:00:00-08:00")
 

@@ -40,9 +40,18 @@ def run(city: City, **overrides: object) -> tuple[Simulator, list[SimEmission]]:
 @pytest.fixture(scope="module")
 def standard(city: City) -> tuple[Simulator, list[SimEmission]]:
     """Half an hour of everything, with plenty of bad messages and incidents."""
-    return run(city, start=MORNING, duration_s=1200, bad_fraction=0.03, bursts=3, spikes=2,
-               silences=2, burst_minutes=(5, 10), spike_minutes=(3, 6),
-               silence_minutes=(5, 10))  # fmt: skip
+    return run(
+        city,
+        start=MORNING,
+        duration_s=1200,
+        bad_fraction=0.03,
+        bursts=3,
+        spikes=2,
+        silences=2,
+        burst_minutes=(5, 10),
+        spike_minutes=(3, 6),
+        silence_minutes=(5, 10),
+    )
 
 
 def fingerprint(ems: list[SimEmission]) -> list[tuple[object, ...]]:
@@ -101,8 +110,16 @@ def test_bad_messages_are_rejected_with_their_label(standard: tuple, city: City)
 
 
 def test_late_and_bad_fractions_match_config(city: City) -> None:
-    _, ems = run(city, start=MORNING, duration_s=3600, sensors=False, cases=False,
-                 incidents=False, late_fraction=0.1, bad_fraction=0.05)  # fmt: skip
+    _, ems = run(
+        city,
+        start=MORNING,
+        duration_s=3600,
+        sensors=False,
+        cases=False,
+        incidents=False,
+        late_fraction=0.1,
+        bad_fraction=0.05,
+    )
     bad = sum(e.bad_kind is not None for e in ems) / len(ems)
     assert len(ems) > 4000 and bad == pytest.approx(0.05, abs=0.012)
     events = [e for e in ems if e.bad_kind is None]
@@ -112,8 +129,16 @@ def test_late_and_bad_fractions_match_config(city: City) -> None:
 
 
 def test_night_is_quieter_than_day(city: City) -> None:
-    _, ems = run(city, start="2025-06-02T00:00:00+08:00", duration_s=86_400, rate=0.07,
-                 sensors=False, cases=False, incidents=False, bad_fraction=0)  # fmt: skip
+    _, ems = run(
+        city,
+        start="2025-06-02T00:00:00+08:00",
+        duration_s=86_400,
+        rate=0.07,
+        sensors=False,
+        cases=False,
+        incidents=False,
+        bad_fraction=0,
+    )
     hours = Counter(e.message.occurred_at.hour for e in ems)  # type: ignore[union-attr]
     night = sum(hours[h] for h in range(0, 5)) / 5
     day = sum(hours[h] for h in range(9, 17)) / 8
@@ -142,19 +167,23 @@ def test_burst_truth_counts_match_tagged_events(standard: tuple, city: City) -> 
 def test_sensor_spike_and_silence_truth(standard: tuple, city: City) -> None:
     sim, ems = standard
     readings = [
-        r for e in ems if e.stream == "sensor" and e.bad_kind is None
+        r
+        for e in ems
+        if e.stream == "sensor" and e.bad_kind is None
         for r in e.message.readings  # type: ignore[union-attr]
-    ]  # fmt: skip
+    ]
     for inc in sim.truth():
         if inc.kind == "complaint_burst":
             continue
         (sensor,) = inc.sensors
-        inside = [r for r in readings if r.sensor_id == sensor
-                  and inc.start <= r.occurred_at < inc.end]  # fmt: skip
+        inside = [
+            r for r in readings if r.sensor_id == sensor and inc.start <= r.occurred_at < inc.end
+        ]
         if inc.kind == "sensor_spike":
             kind = city.sensor_kind_index[city.sensor_index[sensor].kind]
-            before = [r.value for r in readings if r.sensor_id == sensor
-                      and r.occurred_at < inc.start]  # fmt: skip
+            before = [
+                r.value for r in readings if r.sensor_id == sensor and r.occurred_at < inc.start
+            ]
             assert len(inside) == inc.events > 0
             assert min(r.value for r in inside) > max(before, default=kind.min)
         else:
@@ -175,8 +204,15 @@ def test_sensors_report_each_period_minus_gaps(standard: tuple, city: City) -> N
 
 
 def test_single_readings_mode(city: City) -> None:
-    _, ems = run(city, start=MORNING, duration_s=120, envelopes=False, incidents=False,
-                 bad_fraction=0, cases=False)  # fmt: skip
+    _, ems = run(
+        city,
+        start=MORNING,
+        duration_s=120,
+        envelopes=False,
+        incidents=False,
+        bad_fraction=0,
+        cases=False,
+    )
     sensor = [e for e in ems if e.stream == "sensor"]
     assert len(sensor) > 2000 and all(e.readings == 1 for e in sensor)
     assert all(e.key == e.message.sensor_id.encode() for e in sensor)  # type: ignore[union-attr]
@@ -211,8 +247,16 @@ def test_timestamp_ms_is_exact() -> None:
 
 
 def test_incidents_recur_every_window(city: City) -> None:
-    sim, _ = run(city, start=MORNING, duration_s=1200, incident_every_s=600, sensors=False,
-                 cases=False, bad_fraction=0, burst_minutes=(2, 5))  # fmt: skip
+    sim, _ = run(
+        city,
+        start=MORNING,
+        duration_s=1200,
+        incident_every_s=600,
+        sensors=False,
+        cases=False,
+        bad_fraction=0,
+        burst_minutes=(2, 5),
+    )
     kinds = Counter(i.kind for i in sim.truth())
     assert kinds == {"complaint_burst": 4}  # sensors off: no sensor incidents
     cut = datetime.fromisoformat("2025-06-02T08:10:00+08:00")

@@ -33,8 +33,10 @@ def test_day_bucket_across_dst_has_23_hours():
     assert end - start == 23 * 3600
 
 
-@given(st.integers(min_value=0, max_value=4_000_000_000),
-       st.sampled_from(["UTC", "Asia/Shanghai", "America/Los_Angeles", "Asia/Kolkata"]))
+@given(
+    st.integers(min_value=0, max_value=4_000_000_000),
+    st.sampled_from(["UTC", "Asia/Shanghai", "America/Los_Angeles", "Asia/Kolkata"]),
+)
 def test_day_start_contains_instant(t, tz):
     start = day_start(t, tz)
     assert start <= t
@@ -43,9 +45,11 @@ def test_day_start_contains_instant(t, tz):
     assert day_start(start, tz) == start
 
 
-@given(st.lists(st.integers(min_value=0, max_value=4_000_000_000), min_size=1, max_size=50),
-       st.sampled_from(list(WINDOWS)),
-       st.sampled_from(["UTC", "Asia/Shanghai", "America/Los_Angeles", "Asia/Kolkata"]))
+@given(
+    st.lists(st.integers(min_value=0, max_value=4_000_000_000), min_size=1, max_size=50),
+    st.sampled_from(list(WINDOWS)),
+    st.sampled_from(["UTC", "Asia/Shanghai", "America/Los_Angeles", "Asia/Kolkata"]),
+)
 def test_vectorised_assignment_matches_scalar(ts, name, tz):
     w = WINDOWS[name]
     starts, ends = assign_many(w, np.array(ts, dtype=np.int64), tz)

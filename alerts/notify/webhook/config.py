@@ -45,6 +45,7 @@ class WebhookConfig(BaseModel):
     @model_validator(mode="after")
     def _has_secret(self) -> WebhookConfig:
         if not 1 <= len(self.secret_env) + len(self.secret_files) <= 2:
-            raise ValueError(f"receiver {self.name!r}: name one or two secrets "
-                             "(secret_env / secret_files)")  # fmt: skip
+            raise ValueError(
+                f"receiver {self.name!r}: name one or two secrets (secret_env / secret_files)"
+            )
         return self

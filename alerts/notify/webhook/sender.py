@@ -37,7 +37,7 @@ class WebhookSender:
             timeout=httpx.Timeout(self._timeout),
             limits=httpx.Limits(
                 max_connections=config.concurrency, max_keepalive_connections=config.concurrency
-            ),  # fmt: skip
+            ),
             follow_redirects=False,
         )
 

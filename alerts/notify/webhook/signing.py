@@ -132,9 +132,10 @@ def verify(
 
 
 def load_secrets(
-    env: Sequence[str] = (), files: Sequence[str | Path] = (),
+    env: Sequence[str] = (),
+    files: Sequence[str | Path] = (),
     environ: Mapping[str, str] | None = None,
-) -> tuple[WebhookSecret, ...]:  # fmt: skip
+) -> tuple[WebhookSecret, ...]:
     """The secrets named by environment variables and secret files (one secret per file, or
     two lines during a rotation); one or two in all."""
     out = [WebhookSecret.from_env(n, environ) for n in env]
