@@ -7,6 +7,12 @@ ledger columns). One definition each, so a field added here reaches every stage.
 
 from __future__ import annotations
 
+GRID_PATH = ("district", "street", "community", "grid_code")
+"""Where something is: a grid and its parents (city → district → street → community → grid)."""
+
+CASE_SUBJECT = (*GRID_PATH, "category", "subcategory", "unit")
+"""Where a case is, what it is about, and who handles it."""
+
 EVENT_COLUMNS = (
     "event_time",
     "record_time",
@@ -74,10 +80,7 @@ DEAD_LETTER_COLUMNS = (
 """A rejected message: where it came from, why, and its original bytes."""
 
 COUNT_KEY = (
-    "district",
-    "street",
-    "community",
-    "grid_code",
+    *GRID_PATH,
     "category",
     "subcategory",
     "source",
@@ -89,13 +92,7 @@ CASE_STATE_COLUMNS = (
     "version",
     "updated_at",
     "source",
-    "district",
-    "street",
-    "community",
-    "grid_code",
-    "category",
-    "subcategory",
-    "unit",
+    *CASE_SUBJECT,
     "urgent",
     "stage",
     "opened_at",
@@ -133,13 +130,7 @@ SLA_ALERT_COLUMNS = (
     "stage_seq",
     "deadline",
     "stage_started_at",
-    "district",
-    "street",
-    "community",
-    "grid_code",
-    "category",
-    "subcategory",
-    "unit",
+    *CASE_SUBJECT,
     "urgent",
     "source",
 )

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core.records import CASE_SUBJECT
 from sinks.clickhouse.schema import CASE_TABLE, CASES_VIEW
 
 Level = Literal["grid", "community", "street", "district", "unit", "city"]
@@ -392,13 +393,7 @@ COUNTDOWN_COLUMNS: tuple[str, ...] = (
     "stage_limit_unit",
     "urgent",
     "source",
-    "district",
-    "street",
-    "community",
-    "grid_code",
-    "category",
-    "subcategory",
-    "unit",
+    *CASE_SUBJECT,
     "opened_at",
 )
 _LATEST = [c for c in COUNTDOWN_COLUMNS if c not in ("case_id", "remaining_s")]
