@@ -1,1 +1,2 @@
-"""Grafana: dashboards as code and provisioning; boards read ClickHouse only (next issue)."""
+"""Grafana: boards as code (build, validate, render), provisioning and push; boards read
+ClickHouse's read model only."""

@@ -134,6 +134,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+GRAFANA_ACTIONS = {
+    "build": "grafana.build",
+    "push": "grafana.push",
+    "render": "grafana.render",
+}
+"""``gridpulse grafana ACTION``: the module whose ``main(argv)`` does it."""
+
+
+def cmd_grafana(args: argparse.Namespace) -> int:
+    import importlib
+
+    module = importlib.import_module(GRAFANA_ACTIONS[args.action])
+    return int(module.main(args.rest))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from gridpulse.run import run_all
 
@@ -259,12 +274,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.set_defaults(fn=cmd_bench)
 
+    g = add("grafana", help="Grafana boards: build the JSON, push to a Grafana, render PNGs")
+    g.add_argument(
+        "action",
+        choices=sorted(GRAFANA_ACTIONS),
+        help="build: regenerate grafana/dashboards (--check: fail if stale); push --url "
+        "--token: create/update folder, datasource and boards; render: PNGs to docs/boards",
+    )
+    g.add_argument("rest", nargs=argparse.REMAINDER, help="options of the action (see --help)")
+    g.set_defaults(fn=cmd_grafana)
+
     r = add("run", help="local stack + worker + simulator + live view until Ctrl-C")
     r.add_argument("--seed", type=int, default=7)
     r.add_argument("--speed", type=float, default=60.0)
     r.add_argument("--rate", type=float, default=1.0)
     r.add_argument("--durable", action="store_true")
     r.set_defaults(fn=cmd_run)
+
+    from gridpulse.alerts_cli import add_parsers as add_alert_parsers
+
+    add_alert_parsers(sub, common)
     return p
 
 
