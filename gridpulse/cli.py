@@ -290,10 +290,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rate", type=float, default=1.0)
     r.add_argument("--durable", action="store_true")
     r.set_defaults(fn=cmd_run)
-
-    from gridpulse.alerts_cli import add_parsers as add_alert_parsers
-
-    add_alert_parsers(sub, common)
     return p
 
 
