@@ -142,6 +142,12 @@ GRAFANA_ACTIONS = {
 """``gridpulse grafana ACTION``: the module whose ``main(argv)`` does it."""
 
 
+def cmd_detect(args: argparse.Namespace) -> int:
+    from streams.detect.csvrun import main as detect_main
+
+    return int(detect_main(args.rest))
+
+
 def cmd_grafana(args: argparse.Namespace) -> int:
     import importlib
 
@@ -274,6 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.set_defaults(fn=cmd_bench)
 
+    det = add(
+        "detect",
+        help="the streaming detector over a CSV series (--csv FILE --time-col C --value-col V "
+        "[--out OUT]): timestamp,value,score,alert per row",
+    )
+    det.set_defaults(fn=cmd_detect, passthrough=True)
+
     g = add("grafana", help="Grafana boards: build the JSON, push to a Grafana, render PNGs")
     g.add_argument(
         "action",
@@ -281,8 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="build: regenerate grafana/dashboards (--check: fail if stale); push --url "
         "--token: create/update folder, datasource and boards; render: PNGs to docs/boards",
     )
-    g.add_argument("rest", nargs=argparse.REMAINDER, help="options of the action (see --help)")
-    g.set_defaults(fn=cmd_grafana)
+    g.set_defaults(fn=cmd_grafana, passthrough=True)
 
     r = add("run", help="local stack + worker + simulator + live view until Ctrl-C")
     r.add_argument("--seed", type=int, default=7)
@@ -299,7 +311,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("httpx", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "passthrough", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest  # a pass-through command's own options (its module parses them)
     try:
         return int(args.fn(args) or 0)
     except KeyboardInterrupt:

@@ -1,0 +1,1 @@
+"""Streaming early-warning detectors (issue 9): pure, self-contained, no I/O."""
