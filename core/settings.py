@@ -22,6 +22,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE = "gridpulse"
 DEFAULT_CITY = REPO_ROOT / "config" / "cities" / "sample.yaml"
 SLA_DIR = REPO_ROOT / "config" / "sla"
+ALERTS_DIR = REPO_ROOT / "config" / "alerts"
+DEV_CALLER_SALT = "gridpulse-dev-salt"
 
 
 class WindowSettings(BaseModel):
@@ -91,12 +93,16 @@ class TopicSettings(BaseModel):
         return self.name("sla.events")
 
     @property
+    def warnings(self) -> str:
+        return self.name("warnings")
+
+    @property
     def ingest(self) -> list[str]:
         return [self.inspector, self.sensor, self.hotline]
 
     @property
     def all(self) -> list[str]:
-        return [*self.ingest, self.case, self.dead_letter, self.sla]
+        return [*self.ingest, self.case, self.dead_letter, self.sla, self.warnings]
 
 
 class WorkerSettings(BaseModel):
@@ -115,6 +121,8 @@ class WorkerSettings(BaseModel):
     # (Python's default is 5 ms). An insert re-takes the GIL many times, so with the loop
     # busy a 9 ms chdb insert took 47 ms at 5 ms and 18 ms at 1 ms (docs/benchmarks.md).
     gil_switch_interval_ms: float = Field(1.0, gt=0, le=100)
+    # bearer token for ``/query/``; required when the web server listens beyond loopback
+    web_token: SecretStr | None = None
 
 
 class SlaSettings(BaseModel):
@@ -124,6 +132,63 @@ class SlaSettings(BaseModel):
     # a tick fires at most this many alerts (~50 us each: 2 000 hold the event loop ~0.1 s),
     # so a backlog of due timers drains over a few ticks instead of stalling ingest
     max_alerts_per_tick: int = Field(2_000, ge=1)
+    # a lifecycle event of a case not opened yet waits this long (wall seconds) for the
+    # case's accept before it is recorded as illegal (unknown_case)
+    hold_unopened_seconds: float = Field(900.0, ge=0)
+
+
+class DetectSettings(BaseModel):
+    """Early warnings in the worker (docs/detection.md): the count detectors judge each closed
+    hour once every ingest partition is stored past it (plus the window grace)."""
+
+    enabled: bool = True
+    tick_seconds: float = Field(5.0, gt=0)
+    # hours of stored counts read back to rebuild the detectors when a worker takes over
+    history_hours: int = Field(14 * 24, ge=1)
+    # a new deployment (no detection cursor yet) judges the last N closed hours of history;
+    # 0: history only trains the detectors and raises nothing
+    backfill_hours: int = Field(0, ge=0)
+    # sensor rules (graded thresholds with hysteresis, rate, stuck, silent) on every reading
+    sensor_rules: bool = True
+    # a DetectionConfig YAML (scales, per-category sensitivity, sensitive periods, lifecycle);
+    # default: the shipped defaults in the city's time zone
+    config_file: Path | None = None
+
+
+class AlertSettings(BaseModel):
+    """The alert stage (docs/alerts.md). Receiver secrets and API tokens are never set here:
+    receivers name env vars or secret files in the routes file; tokens come from
+    ``tokens_file`` and ``GRIDPULSE_ALERTS_API_TOKENS`` (SHA-256 hashes only)."""
+
+    enabled: bool = False
+    # default: config/alerts/routes.yaml if it exists, else the example next to it
+    routes_file: Path | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(9094, ge=0, le=65535)
+    tokens_file: Path | None = None
+    tick_seconds: float = Field(1.0, gt=0)
+    batch_max: int = Field(1_000, ge=1)
+    # delivered notification ids remembered (refused again after a restart) this long
+    keep_days: int = Field(30, ge=1)
+
+    @property
+    def routes_path(self) -> Path:
+        if self.routes_file is not None:
+            return self.routes_file
+        own = ALERTS_DIR / "routes.yaml"
+        return own if own.exists() else ALERTS_DIR / "routes.example.yaml"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}/api/v1"
+
+
+class QuerySettings(BaseModel):
+    """Limits of one user query (``gridpulse query``, ``/query/``, KPIs, the live view)."""
+
+    max_result_rows: int = Field(1_000_000, ge=1)
+    max_execution_seconds: int = Field(60, ge=1)
+    max_memory_bytes: int = Field(4 * 1024**3, ge=1024**2)
 
 
 class LocalStackSettings(BaseModel):
@@ -151,8 +216,11 @@ class Settings(BaseSettings):
     # exists, else config/sla/default.yaml
     sla_file: Path | None = None
     data_dir: Path = Path(".gridpulse")
-    # Salt for hashing caller ids; set a secret per deployment.
-    caller_salt: SecretStr = SecretStr("gridpulse-dev-salt")
+    # Key of the caller-id HMAC; a secret per deployment (``gridpulse up`` keeps one in the
+    # data dir). The worker refuses the default outside the local dev stack.
+    caller_salt: SecretStr = SecretStr(DEV_CALLER_SALT)
+    # log lines: "text" (human-readable) or "json" (one JSON object per line)
+    log_format: Literal["text", "json"] = "text"
 
     topics: TopicSettings = TopicSettings()
     window: WindowSettings = WindowSettings()
@@ -160,6 +228,9 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     local: LocalStackSettings = LocalStackSettings()
     sla: SlaSettings = SlaSettings()
+    detect: DetectSettings = DetectSettings()
+    alerts: AlertSettings = AlertSettings()
+    query: QuerySettings = QuerySettings()
 
     @field_validator("broker")
     @classmethod

@@ -6,6 +6,7 @@ It only reads: the worker's ``/stats/`` view and read-only SQL through ``/query/
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -15,6 +16,8 @@ from rich.panel import Panel
 from rich.table import Table
 
 from core.settings import Settings
+from gridpulse.live_alerts import alerts_panel
+from gridpulse.query import query_headers
 
 TOP_N = 8
 
@@ -42,6 +45,25 @@ class ViewQueries:
         )
 
 
+WARNINGS_SQL = (
+    "SELECT severity, kind, if(grid_code != '', grid_code, if(community != '', community, "
+    "street)) AS place, category, round(observed, 1), round(expected, 1) "
+    "FROM {db}.active_warnings ORDER BY indexOf(['critical', 'major', 'minor', 'info'], "
+    "severity), updated_at DESC LIMIT 8"
+)
+"""The live view's active early warnings, most severe first."""
+
+
+def warnings_panel(sql: Callable[[str], list[list[str]]], db: str) -> Table:
+    """Active early warnings: severity, kind, place, category, observed vs expected."""
+    t = Table(title="active warnings", show_edge=False)
+    for column in ("severity", "kind", "where", "category", "seen", "expected"):
+        t.add_column(column, justify="right" if column in ("seen", "expected") else "left")
+    for row in sql(WARNINGS_SQL.format(db=db)):
+        t.add_row(*row[:6])
+    return t
+
+
 def not_fetching(fetch: dict[str, list[str]]) -> str:
     """The worker's partitions Faust holds back, and why ("" when none): paused during a
     rebalance, or its stream buffer full (backpressure while ClickHouse is slow)."""
@@ -57,10 +79,10 @@ class LiveView:
     def __init__(self, settings: Settings) -> None:
         self.base = f"http://{settings.worker.web_host}:{settings.worker.web_port}"
         self.q = ViewQueries(settings.database)
-        self.client = httpx.Client(timeout=5)
+        self.client = httpx.Client(timeout=5, headers=query_headers(settings))
 
     def _sql(self, sql: str) -> list[list[str]]:
-        r = self.client.post(f"{self.base}/query/", content=sql.encode())
+        r = self.client.post(f"{self.base}/query/", json={"sql": sql})
         return _tsv(r.text) if r.status_code == 200 else [["error", r.text.strip()[:60]]]
 
     def render(self) -> Group | Panel:
@@ -106,6 +128,8 @@ class LiveView:
         for row in self._sql(self.q.dead()):
             dead.add_row(*row[:2])
         panels.append(dead)
+        panels.append(alerts_panel(self._sql, self.q.db))
+        panels.append(warnings_panel(self._sql, self.q.db))
         tables.add_row(*panels)
         return Group(Panel(head, title="gridpulse live"), tables)
 

@@ -20,6 +20,7 @@ from streams.batching import pipelined, to_messages
 from streams.case_agent import CaseRuntime
 from streams.pipeline import Message
 from streams.runtime import Runtime
+from streams.warnings import WarningRuntime
 
 log = logging.getLogger("gridpulse.worker")
 
@@ -78,6 +79,7 @@ def register_lifecycle(
             dead = await cases.handle(msgs)
             await runtime.dead_letter(dead)
             runtime.spent("cases", t)
+            runtime.metrics.observe_messages(m.topic for m in msgs)
             for m in msgs:
                 runtime.processed[(m.topic, m.partition)] = max(
                     runtime.processed.get((m.topic, m.partition), -1), m.offset
@@ -108,10 +110,29 @@ def register_lifecycle(
         runtime.spent("sla_tick", t)
 
 
+def register_warnings(
+    app: faust.App, settings: Settings, runtime: Runtime, warnings: WarningRuntime
+) -> None:
+    @app.timer(interval=settings.detect.tick_seconds)
+    async def detect_clock() -> None:
+        """Report ingest progress; judge newly closed hours (on the judging worker)."""
+        t = time.perf_counter()
+        try:
+            await warnings.tick()
+            if runtime.sensors is not None:
+                await runtime.sensors.tick(time.time())
+        except SinkStopped as exc:
+            log.warning("detection stopped while storing (it resumes from the cursor): %s", exc)
+        runtime.spent("detect", t)
+
+
 def register_rebalance(app: faust.App, runtime: Runtime, cases: CaseRuntime) -> None:
     @app.on_partitions_revoked.connect
     async def _revoked(app: faust.App, revoked: Any, **kw: Any) -> None:
         runtime.invalidate()
+        if runtime.sensors is not None:
+            sensor_topic = runtime.settings.topics.sensor
+            runtime.sensors.revoke({tp.partition for tp in revoked if tp.topic == sensor_topic})
         cases.revoke({(tp.topic, tp.partition) for tp in revoked})
 
     @app.on_partitions_assigned.connect

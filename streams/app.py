@@ -12,11 +12,18 @@ import faust
 
 from core.settings import Settings
 from sinks.base import Store, StoreLayout
-from streams.agents import register_ingest, register_lifecycle, register_rebalance
+from streams.agents import (
+    register_ingest,
+    register_lifecycle,
+    register_rebalance,
+    register_warnings,
+)
 from streams.case_agent import CaseRuntime
 from streams.faust_adapter import FaustView
 from streams.runtime import Runtime
+from streams.sensor_warnings import SensorWatch
 from streams.transport import App, consumer_options
+from streams.warnings import WarningRuntime
 from streams.web import register_views
 
 
@@ -48,6 +55,19 @@ def create_app(settings: Settings, store: Store, layout: StoreLayout) -> tuple[f
     cases.highwater = view.highwater
     cases.assigned = lambda: {tp for tp in view.assignment() if tp[0] == settings.topics.case}
     runtime.cases = cases
+    if settings.detect.enabled:
+        warnings = WarningRuntime(
+            settings,
+            store,
+            layout,
+            lambda topic, key, value, ts, headers: view.send(topic, key, value, None, ts, headers),
+            runtime.ingest_progress,
+            view.assignment,
+        )
+        runtime.warnings = warnings
+        if settings.detect.sensor_rules:
+            runtime.sensors = SensorWatch(settings, store, warnings.outlet, runtime.ingest_progress)
+        register_warnings(app, settings, runtime, warnings)
     register_ingest(app, settings, runtime)
     register_lifecycle(app, settings, runtime, cases)
     register_rebalance(app, runtime, cases)

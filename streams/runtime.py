@@ -4,6 +4,7 @@ live counters the worker's /stats/ view and the live view show."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -18,7 +19,10 @@ from sinks.base import BatchSink, RetryPolicy, StoreBackend, StoreLayout
 from streams.batching import chunk_by_bytes, to_messages
 from streams.case_agent import CaseRuntime
 from streams.faust_adapter import FaustView
+from streams.metrics import WorkerMetrics, state_metrics
 from streams.pipeline import Batch, Message, Normalizer, build_tables, case_envelopes
+from streams.sensor_warnings import SensorWatch
+from streams.warnings import WarningRuntime
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +33,8 @@ class Prepared:
     batch: Batch
     started: float  # perf_counter() when its normalizing began
 
+
+log = logging.getLogger("gridpulse.worker")
 
 DEAD_LETTER_HEADERS = (
     "reason_code",
@@ -68,6 +74,8 @@ class Runtime:
         # normalizing is pure Python: one thread of its own, off the event loop
         self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="normalize")
         self.cases: CaseRuntime | None = None
+        self.warnings: WarningRuntime | None = None
+        self.sensors: SensorWatch | None = None
         self.started = time.time()
         self.messages = 0
         self.events = 0
@@ -76,12 +84,16 @@ class Runtime:
         self.late = 0
         self.batches = 0
         self.processed: dict[tuple[str, int], int] = {}
+        # per ingest partition, the newest record time stored (what detection waits for)
+        self.stored_until: dict[tuple[str, int], float] = {}
         self.history: deque[tuple[float, int, int]] = deque(maxlen=120)
         self.last_batch_ms = 0.0
         # cumulative seconds per step of the agents: where a worker's time goes (/stats/)
         self.busy: dict[str, float] = {}
         # publish -> stored latency of recent messages (record timestamp to insert acked)
         self.latencies: deque[float] = deque(maxlen=200_000)
+        self.metrics = WorkerMetrics()
+        self.metrics.add_state(lambda: state_metrics(self.snapshot(), self.open_cases()))
 
     async def prepare(self, events: list[Any]) -> AsyncIterator[Prepared]:
         """A batch's checkpoints (at most ``max_batch_bytes`` of payload each), normalized in
@@ -108,16 +120,27 @@ class Runtime:
         await self.dead_letter(batch.dead)
         t = self.spent("dead_letter", t)
         await self.sink.write(batch.checkpoint, batch.frames)
-        self.spent("store", t)
+        stored_at = self.spent("store", t)
+        self.metrics.store_seconds.observe(stored_at - t)
         ev = batch.frames["events"]
+        if self.sensors is not None:
+            await self.sensors.on_stored(ev)
+            self.spent("sensor_rules", stored_at)
+        self.metrics.observe_events(ev)
         self.messages += batch.messages
         self.events += len(ev)
         self.dead += len(batch.dead)
         self.batches += 1
         for tp, off in batch.checkpoint.last_offsets.items():
             self.processed[tp] = off
+        for m in part.messages:
+            tp = (m.topic, m.partition)
+            if m.timestamp_s > self.stored_until.get(tp, 0.0):
+                self.stored_until[tp] = m.timestamp_s
+        self.metrics.observe_messages(m.topic for m in part.messages)
         stored = time.time()
         self.last_batch_ms = (time.perf_counter() - part.started) * 1000
+        self.metrics.batch_seconds.observe(self.last_batch_ms / 1000)
         self.latencies.extend(stored - m.timestamp_s for m in part.messages)
         self.history.append((stored, self.messages, self.events))
 
@@ -139,9 +162,28 @@ class Runtime:
         """Original bytes plus source and reason (as headers) to the dead-letter topic."""
         if not dead:
             return
+        self.metrics.observe_dead(dead)
         topic = self.settings.topics.dead_letter
         futures = []
+        logged = log.isEnabledFor(logging.INFO)
         for record_s, src_topic, part, offset, index, code, reason, payload in dead:
+            if logged:
+                log.info(
+                    "dead letter %s[%s]@%s: %s (%s)",
+                    src_topic,
+                    part,
+                    offset,
+                    code,
+                    reason,
+                    extra={
+                        "topic": src_topic,
+                        "partition": part,
+                        "offset": offset,
+                        "index": index,
+                        "reason_code": code,
+                        "reason": reason,
+                    },
+                )
             values = (code, reason, src_topic, part, offset, index)
             headers = [
                 (k, str(v).encode()) for k, v in zip(DEAD_LETTER_HEADERS, values, strict=True)
@@ -172,6 +214,26 @@ class Runtime:
     def reset_latency(self) -> None:
         self.latencies.clear()
 
+    def ingest_progress(self, now: float) -> list[tuple[str, int, int, bool]]:
+        """Per assigned ingest partition whose progress is known: (topic, partition,
+        progress, caught up). Progress is ``now`` when everything up to the high water is
+        stored (by this worker or a predecessor), else the newest record time this worker
+        stored. A partition not fetched yet, or with a backlog and nothing stored by this
+        worker, is left out: its last report stands."""
+        committed = self.faust.committed()
+        ingest = set(self.settings.topics.ingest)
+        out = []
+        for key in sorted(self.faust.assignment()):
+            hw = self.faust.highwater(*key) if key[0] in ingest else None
+            if hw is None:
+                continue
+            done = max(self.processed.get(key, -1) + 1, committed.get(key, 0))
+            if done >= hw:
+                out.append((key[0], key[1], int(now), True))
+            elif key in self.stored_until:
+                out.append((key[0], key[1], int(self.stored_until[key]), False))
+        return out
+
     def lag(self) -> dict[str, int]:
         """Messages not yet stored per assigned partition: high water minus the later of this
         worker's last stored offset and the group's committed offset (so a partition another
@@ -188,6 +250,12 @@ class Runtime:
 
     def invalidate(self) -> None:
         self.sink.invalidate()
+
+    def open_cases(self) -> int | None:
+        """Owned cases not in a terminal stage (None without a case agent)."""
+        if self.cases is None:
+            return None
+        return sum(1 for state in self.cases.book.states.values() if not state.terminal)
 
     def snapshot(self) -> dict[str, Any]:
         msg_rate, ev_rate = self.rates()
@@ -230,6 +298,8 @@ class Runtime:
             }
             if self.cases
             else {},
+            "warnings": self.warnings.snapshot() if self.warnings else {},
+            "sensor_rules": self.sensors.snapshot() if self.sensors else {},
             "busy_s": {k: round(v, 3) for k, v in sorted(self.busy.items())},
             "rss_mb": rss_mb(),
         }

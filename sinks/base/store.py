@@ -8,10 +8,11 @@ store decides the table's name, columns and ledger.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import pandas as pd
 
+from core.warning import EarlyWarning
 from sinks.base.ledger import Ledger, LedgerKind
 from sinks.base.table import TableLayout
 
@@ -21,6 +22,9 @@ LATE_COUNTS = "late_counts"
 CASE_EVENTS = "case_events"
 CASE_STATE = "case_state"
 SLA_EVENTS = "sla_events"
+WARNINGS = "warnings"
+INGEST_PROGRESS = "ingest_progress"
+DETECTION_CURSOR = "detection_cursor"
 
 
 def counts_role(window: str) -> str:
@@ -71,6 +75,28 @@ class CaseLogEntry(NamedTuple):
     event_id: str
 
 
+class HourlyCount(NamedTuple):
+    """Events of one source, grid and subcategory in one hour (non-zero counts only)."""
+
+    bucket_s: int
+    district: str
+    street: str
+    community: str
+    grid_code: str
+    category: str  # the subcategory code
+    source: str
+    n: int
+
+
+class PartitionProgress(NamedTuple):
+    """How far an ingest partition is stored, as its owner last reported."""
+
+    topic: str
+    partition: int
+    progress_s: int  # event time up to which it is stored (the report's wall time if caught up)
+    caught_up: bool
+
+
 class StateReader(Protocol):
     """Reads that rebuild an agent's state when its worker gains a partition."""
 
@@ -80,6 +106,36 @@ class StateReader(Protocol):
 
     async def fired_alerts(self, topic: str, partition: int) -> list[str]:
         """Ids of the SLA alerts already fired for the cases of ``topic[partition]``."""
+        ...
+
+    async def held_case_events(self, topic: str, partition: int) -> list[tuple[Any, ...]]:
+        """Case events of ``topic[partition]`` still waiting for their case to open: rows
+        of ``core.records.CASE_COLUMNS`` plus the time they were stored (epoch s)."""
+        ...
+
+    async def hourly_counts(
+        self, since_s: int, until_s: int, sources: tuple[str, ...]
+    ) -> list[HourlyCount]:
+        """Non-zero hourly counts of ``sources`` with buckets in ``[since_s, until_s)``."""
+        ...
+
+    async def sensor_readings(
+        self, topic: str, partition: int, since_s: int
+    ) -> list[tuple[str, int, float, str, int]]:
+        """Readings of ``topic[partition]`` from event time ``since_s`` in consumption order:
+        (sensor id, event time in epoch s, value, event id, source offset)."""
+        ...
+
+    async def latest_warnings(self) -> list[EarlyWarning]:
+        """The latest stored revision of every warning fingerprint."""
+        ...
+
+    async def ingest_progress(self) -> list[PartitionProgress]:
+        """The latest progress reported for every ingest partition."""
+        ...
+
+    async def detection_cursor(self, scale: str) -> int | None:
+        """The start (epoch s) of the last bucket of ``scale`` judged, None if none."""
         ...
 
 

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.records import COUNT_KEY
+from sinks.clickhouse import alerts as alert_tables
+from sinks.clickhouse import warnings as warning_tables
 
 # a count table's columns: the key, then its ledger entry's partition and span (see sinks.base)
 COUNT_COLUMNS = ("bucket", *COUNT_KEY, "ledger_topic", "ledger_partition", "n", "offset_span")
@@ -200,6 +202,18 @@ def read_model_views(s: Settings) -> list[str]:
     return [*(counts_view(w) for w in s.windows), LATE_VIEW, CASES_VIEW, SLA_ALERTS_VIEW]
 
 
+def v5_warnings(db: str, f: Features, s: Settings) -> list[str]:
+    """Early warnings: revisions by (fingerprint, revision), ingest progress, the detection
+    cursor, and the warning views (layouts in ``sinks.clickhouse.warnings``)."""
+    return warning_tables.table_ddl(db, _lc(f)) + warning_tables.view_ddl(db)
+
+
+def v6_alerts(db: str, f: Features, s: Settings) -> list[str]:
+    """The alert stage: outbox, delivery attempts, alert states, audit log and silences, and
+    the on-call board's views (layouts in ``sinks.clickhouse.alerts``)."""
+    return alert_tables.table_ddl(db, _lc(f)) + alert_tables.view_ddl(db)
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
@@ -218,6 +232,8 @@ MIGRATIONS: list[Migration] = [
     Migration(
         4, "read model: counts_<window>, late_counts, cases, sla_alerts views", v4_read_model
     ),
+    Migration(5, "early warnings: revisions, ingest progress, cursor, views", v5_warnings),
+    Migration(6, "alerts: outbox, deliveries, states, audit, silences, views", v6_alerts),
 ]
 
 
@@ -227,7 +243,22 @@ def case_log_sql(db: str, topic: str, partition: int) -> str:
     return (
         "SELECT case_id, action, event_ms, grid_code, category, unit, toUInt32(deadline), "
         f"rating, source, event_id FROM {db}.{CASE_TABLE} WHERE {_from(topic, partition)} "
-        "AND outcome != 'duplicate' ORDER BY src_offset"
+        "AND outcome NOT IN ('duplicate', 'held') ORDER BY src_offset"
+    )
+
+
+def held_case_events_sql(db: str, topic: str, partition: int) -> str:
+    """Case events of one partition still held for a case that has not opened: a ``held``
+    row with no later row for the same event (applied on opening, or expired as illegal).
+    Columns: ``core.records.CASE_COLUMNS`` (times as epoch seconds), then ``ingested_at``."""
+    where = _from(topic, partition)
+    return (
+        "SELECT toFloat64(event_ms) / 1000, toUInt32(record_time), event_id, case_id, action, "
+        "grid_code, category, unit, actor, toUInt32(deadline), rating, note, source, event_ms, "
+        "src_topic, src_partition, src_offset, src_index, toUInt32(ingested_at) "
+        f"FROM {db}.{CASE_TABLE} WHERE {where} AND outcome = 'held' AND event_id NOT IN "
+        f"(SELECT event_id FROM {db}.{CASE_TABLE} WHERE {where} AND outcome != 'held') "
+        "ORDER BY src_offset, src_index"
     )
 
 

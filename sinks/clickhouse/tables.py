@@ -24,13 +24,17 @@ from sinks.base.store import (
     CASE_EVENTS,
     CASE_STATE,
     DEAD_LETTERS,
+    DETECTION_CURSOR,
     EVENTS,
+    INGEST_PROGRESS,
     LATE_COUNTS,
     SLA_EVENTS,
+    WARNINGS,
     counts_role,
 )
 from sinks.base.table import Route, TableLayout
 from sinks.clickhouse import schema
+from sinks.clickhouse import warnings as warning_tables
 
 RAW_EVENT_COLUMNS = (*EVENT_COLUMNS, "ingested_at", "late")
 RAW_DEAD_COLUMNS = (*DEAD_LETTER_COLUMNS, "ingested_at")
@@ -66,6 +70,18 @@ class ClickHouseLayout:
             return TableLayout(schema.CASE_STATE_TABLE, CASE_STATE_COLUMNS, LedgerKind.NONE)
         if role == SLA_EVENTS:
             return TableLayout(schema.SLA_TABLE, SLA_ALERT_COLUMNS, LedgerKind.NONE)
+        if role == WARNINGS:
+            return TableLayout(
+                warning_tables.WARNINGS_TABLE, warning_tables.WARNING_COLUMNS, LedgerKind.NONE
+            )
+        if role == INGEST_PROGRESS:
+            return TableLayout(
+                warning_tables.PROGRESS_TABLE, warning_tables.PROGRESS_COLUMNS, LedgerKind.NONE
+            )
+        if role == DETECTION_CURSOR:
+            return TableLayout(
+                warning_tables.CURSOR_TABLE, warning_tables.CURSOR_COLUMNS, LedgerKind.NONE
+            )
         if role == LATE_COUNTS:
             return TableLayout(
                 schema.LATE_TABLE,

@@ -310,7 +310,9 @@ def test_upgrade_to_routed_counts_keeps_counting_exactly(backend, monkeypatch):
         m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
         assert backend.migrate_sync(store_schema(SETTINGS)) == [1, 2]
     asyncio.run(replay(backend, messages[:150], [(60, None, 0), (90, None, 0)], old))
-    assert backend.migrate_sync(store_schema(SETTINGS)) == [3, 4]
+    assert backend.migrate_sync(store_schema(SETTINGS)) == [
+        m.version for m in schema.MIGRATIONS[2:]
+    ]
     # the new worker resumes from an older committed offset: redelivery across the upgrade
     asyncio.run(replay(backend, messages[100:], [(80, None, 0), (40, 0b0110000, 20)]))
     check_tables(backend, messages)

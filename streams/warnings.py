@@ -1,0 +1,406 @@
+"""The early-warning stage of the worker: count anomalies per grid, community and street.
+
+Contract:
+
+- Every worker reports, each tick, how far each ingest partition it owns is stored
+  (``ingest_progress``): the record time of the newest stored message, or the tick's wall
+  time when the partition is caught up.
+- The worker owning partition 0 of the inspector topic judges. An hour ``[b, b + 1h)`` is
+  judged once every ingest partition has reported progress past ``b + 1h + grace``: its
+  on-time counts are then final (anything later is late and counted apart). The hour's
+  counts of inspector reports and hotline requests are read from the store, summed per grid,
+  community and street × subcategory, and every known key is fed to the seasonal detector
+  (0 where it has no row, so drops are seen). Verdicts become warning revisions through the
+  lifecycle; they are published on the warnings topic, then stored, then the cursor moves.
+- Taking over (first tick as judge): the lifecycle is rebuilt from the latest stored
+  revisions, the detectors from the stored counts of the last ``history_hours``, the cursor
+  from the store. With no cursor (a new deployment) judging starts ``backfill_hours`` before
+  the last closed hour, so history raises no alarm unless asked to.
+
+A revision is deterministic, so a crash between publishing and storing re-publishes the same
+(fingerprint, revision), which consumers drop and the table stores once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from core.city import UNLOCATED
+from core.settings import Settings
+from core.warning import EarlyWarning, fingerprint
+from sinks.base import BatchSink, RetryPolicy, Store, StoreLayout
+from sinks.base.store import DETECTION_CURSOR, INGEST_PROGRESS, WARNINGS, HourlyCount
+from streams.detect.config import ALERT_THRESHOLD, DetectionConfig, sensitivity_at
+from streams.detect.lifecycle import WarningLifecycle
+from streams.detect.seasonal import SeasonalDetector, SeriesState, verdicts
+
+log = logging.getLogger("gridpulse.warnings")
+
+HOUR = 3600
+SCALE = "hour"
+COUNTED_SOURCES = ("inspector", "hotline")
+"""The streams whose hourly counts are judged (sensor readings have their own rules)."""
+
+COUNT_KINDS = ("count_spike", "count_drop", "level_shift")
+"""The warning kinds the count detector's verdicts carry."""
+
+Key = tuple[tuple[str, str], ...]
+"""A count key: sorted (label, value) pairs, e.g. district, street, grid_code, category."""
+
+LEVELS: dict[str, tuple[str, ...]] = {
+    "grid": ("district", "street", "community", "grid_code"),
+    "community": ("district", "street", "community"),
+    "street": ("district", "street"),
+}
+"""The places a count is judged at: each level's path labels."""
+
+
+def keys_of(row: HourlyCount) -> list[Key]:
+    """The keys (one per level) a grid's hourly count adds to; none for unlocated events."""
+    if row.grid_code == UNLOCATED or not row.district:
+        return []
+    path = {
+        "district": row.district,
+        "street": row.street,
+        "community": row.community,
+        "grid_code": row.grid_code,
+    }
+    return [
+        tuple(sorted([*((label, path[label]) for label in labels), ("category", row.category)]))
+        for labels in LEVELS.values()
+    ]
+
+
+def hour_counts(rows: Iterable[HourlyCount]) -> Counter[Key]:
+    """One hour's counts summed per key."""
+    counts: Counter[Key] = Counter()
+    for row in rows:
+        for key in keys_of(row):
+            counts[key] += row.n
+    return counts
+
+
+def load_detection_config(settings: Settings) -> DetectionConfig:
+    """The detection config of ``settings.detect.config_file``, or the shipped defaults; the
+    time zone is the city's unless the file names one."""
+    path = settings.detect.config_file
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    data.setdefault("timezone", settings.city.timezone)
+    return DetectionConfig.model_validate(data)
+
+
+def warning_row(w: EarlyWarning, published_at: int) -> dict[str, Any]:
+    """A warning revision as the warnings table's row (times in epoch seconds)."""
+
+    def s(t: datetime | None) -> int:
+        return int(t.timestamp()) if t is not None else 0
+
+    return {
+        "fingerprint": w.fingerprint,
+        "revision": w.revision,
+        "status": w.status,
+        "kind": w.kind,
+        "severity": w.severity,
+        "district": w.where.district,
+        "street": w.where.street,
+        "community": w.where.community,
+        "grid_code": w.where.grid_code,
+        "category": w.category,
+        "sensor_id": w.sensor_id,
+        "unit": w.unit,
+        "window_start": s(w.window_start),
+        "window_end": s(w.window_end),
+        "observed": w.observed,
+        "expected": w.expected,
+        "score": w.score,
+        "detector": w.detector,
+        "params": json.dumps(w.params, sort_keys=True),
+        "evidence": json.dumps(w.evidence),
+        "summary": w.summary,
+        "started_at": s(w.started_at),
+        "updated_at": s(w.updated_at),
+        "resolved_at": s(w.resolved_at),
+        "published_at": published_at,
+    }
+
+
+class CountJudge:
+    """The count detectors of every key and their warning lifecycle (pure, no I/O)."""
+
+    def __init__(self, config: DetectionConfig, lifecycle: WarningLifecycle | None = None) -> None:
+        self.config = config
+        self.detector = SeasonalDetector(config.scales[SCALE], timedelta(hours=1), config.timezone)
+        self.lifecycle = lifecycle or WarningLifecycle(config.lifecycle)
+        self.states: dict[Key, SeriesState] = {}
+        self._fingerprints: dict[Key, tuple[str, ...]] = {}
+        self.since: datetime | None = None  # the first hour of the city's data
+
+    def rebuild(self, history: Iterable[HourlyCount], until_s: int) -> None:
+        """Detector states as if every hour from the first stored hour to ``until_s`` had
+        been judged: a key's hours before its first count are zeros once the city's data has
+        begun (the first hour with any count)."""
+        series: dict[Key, list[tuple[datetime, float]]] = {}
+        hours = sorted(_by_hour(history).items())
+        for bucket_s, counts in hours:
+            at = datetime.fromtimestamp(bucket_s, UTC)
+            for key, n in counts.items():
+                series.setdefault(key, []).append((at, float(n)))
+        if not hours:
+            self.states = {}
+            return
+        since = self.since = datetime.fromtimestamp(hours[0][0], UTC)
+        until = datetime.fromtimestamp(until_s, UTC)
+        rebuild = self.detector.rebuild
+        self.states = {key: rebuild(rows, until=until, since=since) for key, rows in series.items()}
+
+    def _open(self, key: Key) -> bool:
+        """Whether any warning of ``key`` is firing."""
+        fps = self._fingerprints.get(key)
+        if fps is None:
+            labels = {**dict(key), "scale": SCALE}
+            fps = self._fingerprints[key] = tuple(fingerprint(k, labels) for k in COUNT_KINDS)
+        tracks = self.lifecycle.tracks
+        return any(fp in tracks and tracks[fp].firing for fp in fps)
+
+    def judge(self, bucket_s: int, counts: Counter[Key]) -> list[EarlyWarning]:
+        """Feed one closed hour to every key; the warning revisions it publishes."""
+        at = datetime.fromtimestamp(bucket_s, UTC)
+        if self.since is None:
+            self.since = at
+        out: list[EarlyWarning] = []
+        for key in sorted(set(self.states) | set(counts)):
+            state = self.states.get(key)
+            if state is None:  # a new key: zeros since the city's data began, as rebuilt
+                state = self.detector.new_state()
+                if self.since < at:
+                    state = self.detector.rebuild([], until=at, since=self.since)
+                self.states[key] = state
+            labels = dict(key)
+            category = labels["category"]
+            assessment = self.detector.update(
+                state, at, float(counts.get(key, 0)), sensitivity_at(self.config, category, at)
+            )
+            if assessment is None:
+                continue
+            if assessment.score < ALERT_THRESHOLD and not self._open(key):
+                continue  # quiet, and nothing of this key is firing: the lifecycle has no use
+            found = verdicts(
+                self.detector,
+                assessment,
+                labels,
+                detect_drops=self.config.policy(category).detect_drops,
+                scale=SCALE,
+            )
+            out.extend(self.lifecycle.observe_all(found))
+        return out
+
+
+def _by_hour(rows: Iterable[HourlyCount]) -> dict[int, Counter[Key]]:
+    hours: dict[int, list[HourlyCount]] = {}
+    for row in rows:
+        hours.setdefault(row.bucket_s, []).append(row)
+    return {b: hour_counts(r) for b, r in hours.items()}
+
+
+def watermark_of(
+    progress: Sequence[tuple[str, int, int, bool]], expected: set[tuple[str, int]]
+) -> int | None:
+    """The event time every ingest partition is stored past (None while one has not
+    reported): the minimum of their reported progress."""
+    seen = {(topic, part): progress_s for topic, part, progress_s, _ in progress}
+    if not expected <= set(seen):
+        return None
+    return min(seen[tp] for tp in expected)
+
+
+def closed_hours(after_s: int | None, watermark_s: int, grace_s: int) -> list[int]:
+    """Starts of the hours after ``after_s`` whose end plus grace the watermark has passed."""
+    last = (watermark_s - grace_s) // HOUR * HOUR - HOUR  # the last hour ending in time
+    first = last if after_s is None else after_s + HOUR
+    return list(range(first, last + HOUR, HOUR)) if first <= last else []
+
+
+Send = Callable[[str, bytes | None, bytes, float | None, list], Awaitable[Any]]
+
+
+class WarningOutlet:
+    """Where warning revisions go: published on the warnings topic (key = fingerprint), then
+    stored (idempotent by fingerprint × revision); waits out store outages."""
+
+    def __init__(self, settings: Settings, store: Store, layout: StoreLayout, send: Send) -> None:
+        self.topic = settings.topics.warnings
+        self.store = store
+        self.send = send
+        self.layout = layout
+        retry = RetryPolicy(settings.sink.retry_initial_seconds, settings.sink.retry_max_seconds)
+        self.sink = BatchSink(store, [], retry)
+        self.published = 0
+
+    async def emit(self, warnings: list[EarlyWarning]) -> None:
+        if not warnings:
+            return
+        futures = [
+            await self.send(
+                self.topic, w.fingerprint.encode(), w.model_dump_json().encode(), None, []
+            )
+            for w in warnings
+        ]
+        await asyncio.gather(*futures)
+        now = int(time.time())
+        frame = pd.DataFrame(
+            [warning_row(w, now) for w in warnings],
+            columns=list(self.layout.table(WARNINGS).columns),
+        )
+        await self.insert(WARNINGS, frame, f"storing {len(warnings)} warnings")
+        self.published += len(warnings)
+
+    async def insert(self, role: str, frame: pd.DataFrame, what: str) -> None:
+        table = self.layout.table(role).name
+        await self.sink.retrying(what, lambda: self.store.insert(table, frame))
+
+
+class WarningRuntime:
+    """The warning stage of one worker: progress reports, and judging when it is the judge."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        layout: StoreLayout,
+        send: Send,
+        progress: Callable[[float], list[tuple[str, int, int, bool]]],
+        assigned: Callable[[], set[tuple[str, int]]],
+        config: DetectionConfig | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.send = send
+        self.progress = progress
+        self.assigned = assigned
+        self.config = config or load_detection_config(settings)
+        self.tables = {role: layout.table(role) for role in (INGEST_PROGRESS, DETECTION_CURSOR)}
+        self.outlet = WarningOutlet(settings, store, layout, send)
+        self.sink = self.outlet.sink
+        self.judge: CountJudge | None = None
+        self.cursor: int | None = None
+        self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detect")
+        self.stats = {"hours_judged": 0, "published": 0, "firing": 0, "last_judged": 0}
+        self.latencies: list[float] = []  # end of an hour with warnings -> warnings stored
+
+    @property
+    def judge_partition(self) -> tuple[str, int]:
+        return (self.settings.topics.inspector, 0)
+
+    def expected_partitions(self) -> set[tuple[str, int]]:
+        n = self.settings.topics.partitions
+        return {(topic, p) for topic in self.settings.topics.ingest for p in range(n)}
+
+    async def tick(self, now: float | None = None) -> list[EarlyWarning]:
+        """Report progress; if this worker judges, judge every newly closed hour."""
+        now = time.time() if now is None else now
+        await self._report_progress(now)
+        if self.judge_partition not in self.assigned():
+            self.judge = None  # another worker judges; rebuild if it comes back
+            return []
+        rows = await self.store.ingest_progress()
+        watermark = watermark_of(rows, self.expected_partitions())
+        if watermark is None:
+            return []
+        grace = self.settings.window.grace_seconds
+        if self.judge is None:
+            await self._take_over(watermark, grace)
+        out: list[EarlyWarning] = []
+        for bucket in closed_hours(self.cursor, watermark, grace):
+            out.extend(await self._judge_hour(bucket, now))
+        return out
+
+    async def _report_progress(self, now: float) -> None:
+        rows = self.progress(now)
+        if not rows:
+            return
+        frame = pd.DataFrame(
+            [(t, p, s, int(c), int(now)) for t, p, s, c in rows],
+            columns=list(self.tables[INGEST_PROGRESS].columns),
+        )
+        await self.outlet.insert(INGEST_PROGRESS, frame, "reporting ingest progress")
+
+    async def _take_over(self, watermark: int, grace: int) -> None:
+        stored = await self.sink.retrying("reading warnings", self.store.latest_warnings)
+        lifecycle = WarningLifecycle.rebuild(stored, self.config.lifecycle)
+        cursor = await self.sink.retrying(
+            "reading the detection cursor", lambda: self.store.detection_cursor(SCALE)
+        )
+        if cursor is None:
+            closed = closed_hours(None, watermark, grace)
+            last = closed[-1] if closed else (watermark - grace) // HOUR * HOUR - HOUR
+            cursor = last - self.settings.detect.backfill_hours * HOUR
+        resume = cursor + HOUR
+        replay = lifecycle.replay_from()
+        if replay is not None:
+            resume = min(resume, int(replay.timestamp()) // HOUR * HOUR)
+        since = resume - self.settings.detect.history_hours * HOUR
+        history = await self.sink.retrying(
+            "reading count history",
+            lambda: self.store.hourly_counts(since, resume, COUNTED_SOURCES),
+        )
+        judge = CountJudge(self.config, lifecycle)
+        loop = asyncio.get_running_loop()
+        t = time.perf_counter()
+        await loop.run_in_executor(self._cpu, judge.rebuild, history, resume)
+        self.judge, self.cursor = judge, resume - HOUR
+        self.stats["firing"] = len(lifecycle.firing())
+        log.info(
+            "warnings: judging from %s; %d keys rebuilt from %d stored counts in %.1fs, "
+            "%d warnings open",
+            datetime.fromtimestamp(resume, UTC).isoformat(),
+            len(judge.states),
+            len(history),
+            time.perf_counter() - t,
+            self.stats["firing"],
+        )
+
+    async def _judge_hour(self, bucket: int, now: float) -> list[EarlyWarning]:
+        assert self.judge is not None
+        rows = await self.sink.retrying(
+            "reading an hour's counts",
+            lambda: self.store.hourly_counts(bucket, bucket + HOUR, COUNTED_SOURCES),
+        )
+        counts = hour_counts(rows)
+        loop = asyncio.get_running_loop()
+        warnings = await loop.run_in_executor(self._cpu, self.judge.judge, bucket, counts)
+        await self.outlet.emit(warnings)
+        cursor = pd.DataFrame(
+            [(SCALE, bucket, int(time.time()))], columns=list(self.tables[DETECTION_CURSOR].columns)
+        )
+        await self.outlet.insert(DETECTION_CURSOR, cursor, "moving the detection cursor")
+        self.cursor = bucket
+        self.stats["hours_judged"] += 1
+        self.stats["published"] += len(warnings)
+        self.stats["firing"] = len(self.judge.lifecycle.firing())
+        self.stats["last_judged"] = bucket
+        if warnings:
+            self.latencies.append(time.time() - (bucket + HOUR))
+        return warnings
+
+    def snapshot(self) -> dict[str, Any]:
+        judge = self.judge
+        return {
+            **self.stats,
+            "judging": judge is not None,
+            "keys": len(judge.states) if judge else 0,
+            "cursor": self.cursor or 0,
+        }
