@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,13 +24,29 @@ from core.records import CASE_COLUMNS, CASE_STATE_COLUMNS, OUTCOME_COLUMNS, SLA_
 from core.settings import Settings
 from sinks.base import BatchSink, Checkpoint, RetryPolicy, SinkTable, Store, StoreLayout
 from sinks.base.store import CASE_EVENTS, CASE_STATE, DEAD_LETTERS, SLA_EVENTS
-from streams.cases import CaseInput, CaseState, from_case_event
+from sinks.base.table import CheckpointInfo
+from streams.cases import CaseInput, CaseState, event_key, from_case_event
 from streams.casework import CaseBook
 from streams.normalize import Source, dead_row
 from streams.normalize import normalize_case as validate_case
 from streams.pipeline import Message, dead_letter_frame, rules_from, stamp_ingested
 
 log = logging.getLogger("gridpulse.cases")
+
+HELD = "held"
+AWAITING_OPEN = "awaiting_open"
+HELD_REASON = "the case is not opened yet: held until its accept arrives"
+MAX_HELD = 10_000
+"""Released rows of one opening take ``src_index`` -(index * MAX_HELD + k + 1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A validated case event waiting for its case to open, with its ``case_events`` row."""
+
+    event: CaseEvent
+    row: tuple
+    arrived_s: float
 
 
 def case_tables(layout: StoreLayout) -> list[SinkTable]:
@@ -39,6 +56,25 @@ def case_tables(layout: StoreLayout) -> list[SinkTable]:
         SinkTable.of(layout.table(DEAD_LETTERS), "dead", stamp_ingested),
         SinkTable.of(layout.table(CASE_STATE), "state"),
     ]
+
+
+def event_of_row(row: tuple) -> CaseEvent:
+    """The case event a stored ``case_events`` row (``CASE_COLUMNS``) records."""
+    r = dict(zip(CASE_COLUMNS, row, strict=True))
+    return CaseEvent(
+        event_id=r["event_id"],
+        occurred_at=datetime.fromtimestamp(int(r["event_ms"]) / 1000, UTC),
+        case_id=r["case_id"],
+        action=r["action"],
+        grid=r["grid_code"] or None,
+        category=r["category"] or None,
+        unit=r["unit"] or None,
+        actor=r["actor"] or None,
+        deadline=datetime.fromtimestamp(int(r["deadline"]), UTC) if int(r["deadline"]) else None,
+        rating=r["rating"] or None,
+        source=r["source"] or None,
+        note=r["note"],
+    )
 
 
 def _ts(t: datetime | None) -> int:
@@ -78,6 +114,9 @@ class CaseRuntime:
         self.assigned: Callable[[], set[tuple[str, int]]] = set
         self._load_lock = asyncio.Lock()
         self.processed: dict[int, tuple[int, float]] = {}  # partition -> (offset, record time)
+        # events of cases not opened yet: case id -> held events (applied when it opens)
+        self.held: dict[str, list[Held]] = {}
+        self.hold_s = settings.sla.hold_unopened_seconds
         self.stats = {
             "events": 0,
             "applied": 0,
@@ -87,6 +126,7 @@ class CaseRuntime:
             "redelivered": 0,
             "alerts": 0,
             "loaded_cases": 0,
+            "held": 0,
         }
 
     # ---- ownership ------------------------------------------------------------------
@@ -113,6 +153,9 @@ class CaseRuntime:
                 )
                 for e in log_entries
             ]
+            for stored in await self.store.held_case_events(topic, part):
+                row, arrived = tuple(stored[:-1]), float(stored[-1])
+                self._hold(event_of_row(row), row, arrived)
             n = self.book.load(events, fired)
             self.cases_of.setdefault((topic, part), set()).update(e.case_id for e in events)
             self.partition_of.update((e.case_id, part) for e in events)
@@ -202,11 +245,74 @@ class CaseRuntime:
             rej.index = index
             dead.append(dead_row(src, rej, payload or ev.model_dump_json().encode()))
             return
-        out = self.book.admit(from_case_event(ev, source=ev.source))
-        self.stats[out.outcome] += 1
-        rows.append((*row, out.outcome, out.code, out.reason, out.stage_after))
+        if ev.action != "accept" and ev.case_id not in self.book.states:
+            self._hold(ev, row, time.time())
+            rows.append((*row, HELD, AWAITING_OPEN, HELD_REASON, ""))
+        else:
+            out = self.book.admit(from_case_event(ev, source=ev.source))
+            self.stats[out.outcome] += 1
+            rows.append((*row, out.outcome, out.code, out.reason, out.stage_after))
+            if ev.action == "accept" and ev.case_id in self.held:
+                rows.extend(self._release(ev.case_id, src, index or 0))
         self.cases_of.setdefault((src.topic, src.partition), set()).add(ev.case_id)
         self.partition_of[ev.case_id] = src.partition
+
+    def _hold(self, ev: CaseEvent, row: tuple, arrived_s: float) -> None:
+        self.held.setdefault(ev.case_id, []).append(Held(ev, row, arrived_s))
+        self.stats["held"] += 1
+
+    def _release(self, case_id: str, src: Source, index: int) -> list[tuple]:
+        """Apply a just-opened case's held events in event-time order. Their rows carry the
+        opening event's source position (negative ``src_index``: -1, -2, …, after ``index``
+        in the same message), so they are stored, and redelivered, with it."""
+        out = []
+        inputs = [
+            (from_case_event(h.event, source=h.event.source), h) for h in self.held.pop(case_id)
+        ]
+        inputs.sort(key=lambda pair: event_key(pair[0]))
+        for k, (case_input, h) in enumerate(inputs):
+            res = self.book.admit(case_input)
+            self.stats[res.outcome] += 1
+            moved = dict(zip(CASE_COLUMNS, h.row, strict=True))
+            moved.update(
+                src_topic=src.topic,
+                src_partition=src.partition,
+                src_offset=src.offset,
+                src_index=-(index * MAX_HELD + k + 1),
+            )
+            out.append((*moved.values(), res.outcome, res.code, res.reason, res.stage_after))
+        return out
+
+    async def expire_held(self, now: float) -> int:
+        """Record held events whose case did not open within ``hold_unopened_seconds`` as
+        illegal (``unknown_case``), once: the row repeats the event's own source position
+        (the stored ``held`` row says where it waited) and is written directly, since the
+        table's ledger is already past that offset. Returns how many were expired."""
+        due = {
+            cid: hs
+            for cid, hs in self.held.items()
+            if min(h.arrived_s for h in hs) + self.hold_s <= now
+        }
+        if not due:
+            return 0
+        rows = []
+        for hs in due.values():
+            for h in hs:
+                res = self.book.admit(from_case_event(h.event, source=h.event.source))
+                self.stats[res.outcome] += 1
+                rows.append((*h.row, res.outcome, res.code, res.reason, res.stage_after))
+        frame = stamp_ingested(
+            pd.DataFrame(rows, columns=[*CASE_COLUMNS, *OUTCOME_COLUMNS]), CheckpointInfo(int(now))
+        )
+        table = self.tables[0]
+        frame = frame.reindex(columns=list(table.columns))
+        await self.sink.retrying(
+            f"recording {len(rows)} expired held case events",
+            lambda: self.store.insert(table.name, frame),
+        )
+        for cid in due:
+            self.held.pop(cid, None)
+        return len(rows)
 
     def snapshots(self, now: float) -> pd.DataFrame:
         """One row per case changed since the last batch (ReplacingMergeTree by version)."""
@@ -262,6 +368,8 @@ class CaseRuntime:
     async def tick(self, now: float | None = None) -> list[SlaAlert]:
         """Fire what is due: publish each alert, then store it (idempotent by alert id)."""
         now = time.time() if now is None else now
+        if self.held:
+            await self.expire_held(now)
         missing = self.assigned() - self.loaded
         if missing:  # owned partitions without new traffic still have running clocks
             try:
