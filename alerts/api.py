@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import inspect
 import json
 import os
 import secrets as _random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,8 +30,10 @@ from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from alerts.dispatch.config import Duration
-from alerts.dispatch.dispatcher import AlertState, Dispatcher
+from alerts.dispatch.dispatcher import AlertState, AuditEntry, Dispatcher
 from alerts.dispatch.silence import Silence
+from alerts.notify.outbox import OutboxRow
+from alerts.notify.pipeline import Notifier
 
 Role = Literal["viewer", "operator"]
 ROLE_RANK = {"viewer": 0, "operator": 1}
@@ -82,6 +85,17 @@ class TokenStore:
             entries.append(TokenEntry(who=who, role=role, sha256=digest))  # type: ignore[arg-type]
         return cls(entries)
 
+    @classmethod
+    def load(cls, path: str | Path | None, environ: Mapping[str, str] | None = None) -> TokenStore:
+        """The tokens of the file at ``path`` (if any) and of ``GRIDPULSE_ALERTS_API_TOKENS``."""
+        env = cls.from_env(environ)
+        if path is None:
+            return env
+        return cls([*cls.from_file(path).entries(), *env.entries()])
+
+    def entries(self) -> list[TokenEntry]:
+        return [TokenEntry(who=p.who, role=p.role, sha256=h.hex()) for h, p in self._entries]
+
     def authenticate(self, token: str) -> Principal | None:
         digest = hashlib.sha256(token.encode()).digest()
         found = None
@@ -102,6 +116,15 @@ class SilenceIn(BaseModel):
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime | None = None
     duration: Duration | None = None
+
+
+class RedriveIn(BaseModel):
+    """Which dead (or muted) deliveries to send again: ids, or all of a receiver's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[str] = Field(default_factory=list)
+    receiver: str = ""
 
 
 class NoteIn(BaseModel):
@@ -149,6 +172,22 @@ def silence_view(s: Silence, now: datetime) -> dict[str, Any]:
     }
 
 
+def delivery_view(r: OutboxRow) -> dict[str, Any]:
+    return {
+        "id": r.notification_id,
+        "receiver": r.receiver,
+        "status": r.status,
+        "attempt": r.attempt,
+        "last_error": r.last_error,
+        "created_at": _iso(r.created_at),
+        "updated_at": _iso(r.updated_at),
+        "next_attempt_at": _iso(r.next_attempt_at),
+    }
+
+
+OnChange = Callable[[str, Principal, Any], Awaitable[None] | None]
+
+
 def _error(status: int, message: str, **headers: str) -> web.HTTPException:
     cls = {
         400: web.HTTPBadRequest,
@@ -166,10 +205,12 @@ def make_app(
     dispatcher: Dispatcher,
     tokens: TokenStore,
     clock: Callable[[], datetime] = _utcnow,
-    on_change: Callable[[str, Principal, dict[str, Any]], None] | None = None,
+    on_change: OnChange | None = None,
+    notifier: Notifier | None = None,
 ) -> web.Application:
-    """The API over ``dispatcher``; ``on_change(action, principal, result)`` is called after
-    every change (to persist it, e.g. to ClickHouse)."""
+    """The API over ``dispatcher``; ``on_change(action, principal, result)`` is called (and
+    awaited, if it is a coroutine function) after every change, before the answer: to persist
+    it. With ``notifier``, deliveries can be listed and dead ones re-driven."""
 
     def need(request: web.Request, role: Role) -> Principal:
         auth = request.headers.get("authorization", "")
@@ -190,9 +231,11 @@ def make_app(
         except (ValueError, ValidationError) as e:
             raise _error(400, str(e).splitlines()[0]) from None
 
-    def changed(action: str, who: Principal, result: dict[str, Any]) -> web.Response:
+    async def changed(action: str, who: Principal, result: Any) -> web.Response:
         if on_change is not None:
-            on_change(action, who, result)
+            done = on_change(action, who, result)
+            if inspect.isawaitable(done):
+                await done
         return web.json_response(result)
 
     async def list_alerts(request: web.Request) -> web.Response:
@@ -231,7 +274,7 @@ def make_app(
             s = dispatcher.add_silence(s_in.matchers, who.who, s_in.reason, starts, ends, now)
         except ValueError as e:
             raise _error(400, str(e)) from None
-        return changed("silence_add", who, silence_view(s, now))
+        return await changed("silence_add", who, silence_view(s, now))
 
     async def expire_silence(request: web.Request) -> web.Response:
         who = need(request, "operator")
@@ -240,7 +283,7 @@ def make_app(
             s = dispatcher.expire_silence(request.match_info["id"], who.who, now)
         except KeyError:
             raise _error(404, "no such silence") from None
-        return changed("silence_expire", who, silence_view(s, now))
+        return await changed("silence_expire", who, silence_view(s, now))
 
     async def ack(request: web.Request) -> web.Response:
         who = need(request, "operator")
@@ -251,7 +294,7 @@ def make_app(
             raise _error(404, "no such alert") from None
         except ValueError as e:
             raise _error(409, str(e)) from None
-        return changed("ack", who, alert_view(s))
+        return await changed("ack", who, alert_view(s))
 
     async def resolve(request: web.Request) -> web.Response:
         who = need(request, "operator")
@@ -260,9 +303,49 @@ def make_app(
             s = dispatcher.resolve(request.match_info["fp"], who.who, clock(), note.note)
         except KeyError:
             raise _error(404, "no such alert") from None
-        return changed("resolve", who, alert_view(s))
+        return await changed("resolve", who, alert_view(s))
+
+    async def list_deliveries(request: web.Request) -> web.Response:
+        need(request, "viewer")
+        assert notifier is not None
+        receiver = request.query.get("receiver") or None
+        if request.query.get("status", "dead") == "pending":
+            rows = [r for r in notifier.outbox.pending() if receiver in (None, r.receiver)]
+        else:
+            rows = notifier.outbox.dead(receiver)
+        return web.json_response(
+            {
+                "deliveries": [delivery_view(r) for r in rows],
+                "disabled": notifier.disabled(),
+            }
+        )
+
+    async def redrive(request: web.Request) -> web.Response:
+        who = need(request, "operator")
+        r_in: RedriveIn = await body(request, RedriveIn)
+        assert notifier is not None
+        if not r_in.ids and not r_in.receiver:
+            raise _error(400, "give ids or receiver")
+        ids = r_in.ids or [r.notification_id for r in notifier.outbox.dead(r_in.receiver)]
+        now = clock()
+        for receiver in {r_in.receiver} if r_in.receiver else set(notifier.disabled()):
+            notifier.enable(receiver)
+        rows = notifier.outbox.redrive(ids, now)
+        detail = f"{len(rows)} of {len(ids)}" + (f" for {r_in.receiver}" if r_in.receiver else "")
+        dispatcher.audit.append(
+            AuditEntry(now, who.who, "redrive", r_in.receiver or ",".join(ids)[:200], detail)
+        )
+        notifier.wake()
+        return await changed("redrive", who, {"redriven": [r.notification_id for r in rows]})
 
     app = web.Application()
+    if notifier is not None:
+        app.add_routes(
+            [
+                web.get("/api/v1/deliveries", list_deliveries),
+                web.post("/api/v1/deliveries/redrive", redrive),
+            ]
+        )
     app.add_routes(
         [
             web.get("/api/v1/alerts", list_alerts),

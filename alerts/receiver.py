@@ -219,9 +219,10 @@ def _printer(out: Path | None) -> Callable[[str, dict[str, Any]], None]:
     return show
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parser(add_help: bool = True) -> argparse.ArgumentParser:
+    """The receiver's command-line options (also a parent of ``gridpulse webhook-receiver``)."""
     p = argparse.ArgumentParser(
-        prog="gridpulse webhook-receiver", description=__doc__.split("\n")[0]
+        prog="gridpulse webhook-receiver", description=__doc__.split("\n")[0], add_help=add_help
     )
     p.add_argument("--secret-file", action="append", default=[], help="whsec_ secret file (≤2)")
     p.add_argument("--secret-env", action="append", default=[], help="variable with a secret")
@@ -229,7 +230,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8787)
     p.add_argument("--tolerance", type=int, default=DEFAULT_TOLERANCE_S, help="seconds")
     p.add_argument("--out", type=Path, help="append processed webhooks to this JSON-lines file")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return serve(parser().parse_args(argv))
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the receiver until interrupted (options from :func:`parser`)."""
     try:
         secrets = load_secrets(args.secret_env, args.secret_file)
     except (OSError, ValueError) as e:

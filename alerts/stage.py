@@ -15,11 +15,11 @@ from typing import Any
 
 from aiohttp import web
 
-from alerts.api import TokenStore, make_app
+from alerts.api import OnChange, TokenStore, make_app
 from alerts.config import AlertsConfig
 from alerts.dispatch import Dispatcher
 from alerts.dispatch.roster import IsWorkingTime
-from alerts.model import Locate, alert_from_sla, alert_from_warning
+from alerts.model import Locate, Notification, alert_from_sla, alert_from_warning
 from alerts.notify import Notifier, Outbox
 from alerts.notify.pipeline import SubmitOutcome
 from alerts.notify.webhook import webhook_integration
@@ -72,7 +72,11 @@ class AlertStage:
 
     def tick(self) -> list[SubmitOutcome]:
         """Flush due groups and escalations now, and accept the notifications for delivery."""
-        return [self.notifier.submit(n) for n in self.dispatcher.tick(self.clock())]
+        return [outcome for _, outcome in self.tick_notifications()]
+
+    def tick_notifications(self) -> list[tuple[Notification, SubmitOutcome]]:
+        """:meth:`tick`, with each notification made and what acceptance did with it."""
+        return [(n, self.notifier.submit(n)) for n in self.dispatcher.tick(self.clock())]
 
     async def run(self, stop: asyncio.Event, tick_every: float = 1.0) -> None:
         """Tick every ``tick_every`` seconds and deliver, until ``stop`` is set."""
@@ -86,8 +90,10 @@ class AlertStage:
             stop.set()
             await delivery
 
-    def api(self, tokens: TokenStore) -> web.Application:
-        return make_app(self.dispatcher, tokens, self.clock)
+    def api(self, tokens: TokenStore, on_change: OnChange | None = None) -> web.Application:
+        """The HTTP API over this stage (deliveries and re-drive included); ``on_change`` is
+        awaited after every change, before the answer."""
+        return make_app(self.dispatcher, tokens, self.clock, on_change, self.notifier)
 
     async def aclose(self) -> None:
         await self.notifier.aclose()

@@ -25,6 +25,9 @@ from alerts.dispatch.route import Route
 from alerts.dispatch.silence import Silence, Silences, silence_id
 from alerts.model import Alert, Notification, NotificationReason
 
+SYSTEM = "gridpulse"
+"""The author of changes nobody made by hand (escalations)."""
+
 
 def _always_working(_: datetime) -> bool:
     return True
@@ -63,7 +66,7 @@ class Suppression:
 class AuditEntry:
     at: datetime
     who: str
-    action: Literal["ack", "resolve", "silence_add", "silence_expire"]
+    action: Literal["ack", "resolve", "silence_add", "silence_expire", "escalation", "redrive"]
     target: str
     detail: str = ""
 
@@ -104,6 +107,12 @@ class Dispatcher:
         self.suppressions: list[Suppression] = []
         self._groups: dict[str, _Group] = {}
         self._escalating: set[str] = set()  # fingerprints that may still escalate
+        # fingerprints whose state changed since the owner last took them (to persist them)
+        self.touched: set[str] = set()
+        # suppression is recomputed only after a change, or when a silence starts or ends
+        self._suppression_dirty = True
+        self._suppression_at: datetime | None = None
+        self._suppression_until: datetime | None = None
 
     # -- input ------------------------------------------------------------------------------
 
@@ -130,12 +139,57 @@ class Dispatcher:
             self.alerts[fp] = state
         else:
             state.alert = alert
+        self.touched.add(fp)
+        self._suppression_dirty = True
         for route in state.routes:
             self._group_for(route, alert, now).fingerprints.add(fp)
             esc = route.escalation
             if alert.status == "firing" and esc is not None and alert.severity in esc.severities:
                 self._escalating.add(fp)
         return True
+
+    def restore(
+        self,
+        alert: Alert,
+        now: datetime,
+        first_notified_at: datetime | None = None,
+        acked_by: str = "",
+        acked_at: datetime | None = None,
+        resolved_by: str = "",
+        escalated: Iterable[tuple[str, int]] = (),
+        resolution_sent: bool = False,
+    ) -> AlertState:
+        """Put back a stored alert with what people and escalation did to it (after a restart).
+
+        A firing alert rejoins its groups (announced firing to them if it was notified before,
+        so a later resolution is announced); a resolved one rejoins only to have its resolution
+        announced, if it was notified firing and the resolution was not sent yet; otherwise it
+        is only remembered, so a redelivered firing copy is recognised as old.
+        """
+        state = AlertState(
+            alert=alert,
+            routes=tuple(self.root.match(alert.labels)),
+            first_notified_at=first_notified_at,
+            acked_by=acked_by,
+            acked_at=acked_at,
+            resolved_by=resolved_by,
+            escalated=set(escalated),
+        )
+        fp = alert.fingerprint
+        self.alerts[fp] = state
+        self._suppression_dirty = True
+        firing = alert.status == "firing"
+        if not firing and (resolution_sent or first_notified_at is None):
+            return state
+        for route in state.routes:
+            g = self._group_for(route, alert, now)
+            g.fingerprints.add(fp)
+            if first_notified_at is not None:
+                g.notified_firing.add(fp)
+            esc = route.escalation
+            if firing and not acked_by and esc is not None and alert.severity in esc.severities:
+                self._escalating.add(fp)
+        return state
 
     def _group_for(self, route: Route, alert: Alert, now: datetime) -> _Group:
         labels = route.group_labels(alert.labels)
@@ -154,6 +208,7 @@ class Dispatcher:
         if state.alert.status != "firing":
             raise ValueError(f"alert {fingerprint} is resolved")
         state.acked_by, state.acked_at = who, now
+        self.touched.add(fingerprint)
         self.audit.append(AuditEntry(now, who, "ack", fingerprint, note))
         return state
 
@@ -163,6 +218,8 @@ class Dispatcher:
         if state.alert.status == "firing":
             state.alert = state.alert.resolved(now)
             state.resolved_by = who
+            self.touched.add(fingerprint)
+            self._suppression_dirty = True
         self.audit.append(AuditEntry(now, who, "resolve", fingerprint, note))
         return state
 
@@ -191,12 +248,19 @@ class Dispatcher:
         self.audit.append(
             AuditEntry(now, author, "silence_add", sid, f"{reason} [{', '.join(map(str, ms))}]")
         )
+        self._suppression_dirty = True
         return s
 
     def expire_silence(self, sid: str, who: str, now: datetime) -> Silence:
         s = self.silences.expire(sid, who, now)
         self.audit.append(AuditEntry(now, who, "silence_expire", sid))
+        self._suppression_dirty = True
         return s
+
+    def restore_silence(self, silence: Silence) -> None:
+        """Put back a stored silence as it was (after a restart)."""
+        self.silences.restore(silence)
+        self._suppression_dirty = True
 
     # -- time -------------------------------------------------------------------------------
 
@@ -223,6 +287,20 @@ class Dispatcher:
         return out
 
     def _update_suppression(self, now: datetime) -> None:
+        fresh = (
+            not self._suppression_dirty
+            and self._suppression_at is not None
+            and self._suppression_at <= now
+            and (self._suppression_until is None or now < self._suppression_until)
+        )
+        if fresh:
+            return  # nothing changed and no silence started or ended since
+        self._suppression_dirty = False
+        self._suppression_at = now
+        self._suppression_until = min(
+            (t for x in self.silences.all() for t in (x.starts_at, x.ends_at) if t > now),
+            default=None,
+        )
         index = InhibitionIndex(
             self.config.inhibit_rules,
             (s.alert for s in self.alerts.values() if s.alert.status == "firing"),
@@ -272,6 +350,7 @@ class Dispatcher:
         for s in firing:
             if s.first_notified_at is None:
                 s.first_notified_at = now
+                self.touched.add(s.alert.fingerprint)
         return Notification(
             id=_digest(receiver, g.key, content, str(g.repeats)),
             receiver=receiver,
@@ -306,8 +385,12 @@ class Dispatcher:
                     if (route.id, i) in s.escalated or now < s.first_notified_at + step.after:
                         continue
                     s.escalated.add((route.id, i))
+                    self.touched.add(fp)
                     receiver = on_call(
                         step.receiver, self.config.rosters, now, self.is_working_time
+                    )
+                    self.audit.append(
+                        AuditEntry(now, SYSTEM, "escalation", fp, f"step {i + 1} to {receiver}")
                     )
                     out.append(
                         Notification(

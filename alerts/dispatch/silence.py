@@ -50,6 +50,10 @@ class Silences:
         self._by_id[silence.id] = silence
         return silence
 
+    def restore(self, silence: Silence) -> None:
+        """Put back a stored silence as it was (an expired one may end where it starts)."""
+        self._by_id[silence.id] = silence
+
     def expire(self, sid: str, by: str, now: datetime) -> Silence:
         """End silence ``sid`` at ``now`` (no-op end for one that already ended)."""
         s = self._by_id[sid]

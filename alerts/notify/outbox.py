@@ -19,6 +19,12 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 OutboxStatus = Literal["pending", "delivered", "dead", "muted"]
+STATUS_AFTER: dict[str, OutboxStatus] = {
+    "delivered": "delivered",
+    "retry": "pending",
+    "dead": "dead",
+}
+"""A row's status after an attempt with this outcome."""
 
 
 @dataclass(frozen=True)
@@ -60,8 +66,11 @@ class Outbox(Protocol):
         error: str,
         now: datetime,
         next_attempt_at: datetime | None = None,
+        http_status: int | None = None,
+        duration_s: float = 0.0,
     ) -> OutboxRow:
-        """Count one finished attempt and store its outcome (a retry needs next_attempt_at)."""
+        """Count one finished attempt and store its outcome (a retry needs next_attempt_at);
+        ``http_status`` (None: no answer) and ``duration_s`` describe the attempt."""
         ...
 
     def settle(
@@ -105,13 +114,22 @@ class InMemoryOutbox:
         rows.sort(key=lambda r: (r.next_attempt_at, r.created_at, r.notification_id))
         return rows[:limit]
 
-    def record_attempt(self, notification_id, outcome, error, now, next_attempt_at=None):
+    def record_attempt(
+        self,
+        notification_id: str,
+        outcome: Literal["delivered", "retry", "dead"],
+        error: str,
+        now: datetime,
+        next_attempt_at: datetime | None = None,
+        http_status: int | None = None,
+        duration_s: float = 0.0,
+    ) -> OutboxRow:
         row = self._rows[notification_id]
         if row.status != "pending":
             return row
         if outcome == "retry" and next_attempt_at is None:
             raise ValueError("a retry needs next_attempt_at")
-        status = {"delivered": "delivered", "retry": "pending", "dead": "dead"}[outcome]
+        status = STATUS_AFTER[outcome]
         return self._put(
             replace(
                 row,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -146,6 +147,12 @@ class Notifier:
             self._wake.set()
         return "accepted"
 
+    def wake(self) -> None:
+        """Read the outbox again at the next dispatch (rows may have become due or durable)."""
+        self._refetch = True
+        if self._wake is not None:
+            self._wake.set()
+
     def disabled(self) -> dict[str, str]:
         """Receivers disabled by a 410 answer, with the reason."""
         return {k: v.disabled_reason for k, v in self._lanes.items() if v.disabled_reason}
@@ -204,30 +211,33 @@ class Notifier:
                 await lane.bucket.acquire()
                 if lane.disabled_reason:
                     return  # settled as dead on the next dispatch
+                started = time.perf_counter()
                 result = await lane.integration.sender.send(row.notification_id, row.payload)
-                self._record(lane, row, result)
+                self._record(lane, row, result, time.perf_counter() - started)
         finally:
             lane.inflight.discard(row.notification_id)
             if self._wake is not None:
                 self._wake.set()
 
-    def _record(self, lane: _Lane, row: OutboxRow, result: AttemptResult) -> None:
+    def _record(self, lane: _Lane, row: OutboxRow, result: AttemptResult, took: float) -> None:
         now = self.clock()
         verdict = classify(result.status)
         attempt = row.attempt + 1
         nid = row.notification_id
+        outcome: Literal["delivered", "retry", "dead"] = "dead"
+        error, next_at = result.error, None
         if verdict == "delivered":
-            self.outbox.record_attempt(nid, "delivered", "", now)
+            outcome, error = "delivered", ""
         elif verdict == "gone":
             lane.disabled_reason = f"410 Gone at {now.isoformat()}: {result.error}"
-            self.outbox.record_attempt(nid, "dead", result.error, now)
-        elif verdict == "fail" or attempt >= lane.integration.retry.max_attempts:
-            self.outbox.record_attempt(nid, "dead", result.error, now)
-        else:
+        elif verdict != "fail" and attempt < lane.integration.retry.max_attempts:
             wait = lane.integration.retry.wait(
                 attempt, parse_retry_after(result.retry_after, now), self.rand
             )
-            self.outbox.record_attempt(nid, "retry", result.error, now, now + wait)
+            outcome, next_at = "retry", now + wait
+        self.outbox.record_attempt(
+            nid, outcome, error, now, next_at, http_status=result.status, duration_s=took
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set; in-flight attempts are awaited before returning."""
