@@ -1,10 +1,10 @@
 """The three boards as Python: Operations, SLA & on-call, Leadership.
 
 Each board is a ``Board`` of ``PanelSpec``s whose targets are ``Query`` objects over the
-public read model (``counts_*``, ``late_counts``, ``cases``, ``sla_alerts``) and the clean raw
-tables (``events``, ``dead_letters``). ``dashboard(board, lang, db)`` turns one into the typed
-dashboard model that ``grafana.build`` writes as JSON. Panels for the warning and alert tables
-are added here when those tables exist (``FUTURE_PANELS`` lists what they will show).
+public read model (``counts_*``, ``late_counts``, ``cases``, ``sla_alerts``, the warning views
+and the on-call views, whose SQL is in ``grafana.alerting_panels``) and the clean raw tables
+(``events``, ``dead_letters``). ``dashboard(board, lang, db)`` turns one into the typed
+dashboard model that ``grafana.build`` writes as JSON.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from grafana import alerting_panels as ap
 from grafana import kpi_panels as kp
 from grafana.catalogue import Lang, text
 from grafana.city import CityMap
@@ -39,16 +40,6 @@ from sinks.clickhouse.kpis import TERMINAL
 TAG = "gridpulse"
 DEFAULT_DB = "gridpulse"
 SOURCES = ("inspector", "sensor", "hotline")
-
-FUTURE_PANELS: dict[str, tuple[str, ...]] = {
-    "operations": ("active warnings with their evidence (warnings table)",),
-    "sla": (
-        "open alerts with ack status and escalation level",
-        "time to ack",
-        "webhook delivery failures by receiver (alerts tables)",
-    ),
-}
-"""Panels the issue asks for whose tables do not exist yet; none is shipped before them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,9 +181,37 @@ def _count_thresholds(orange: float, red: float) -> Thresholds:
     )
 
 
+def _value_map(values: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """A value mapping: raw value -> (shown text, colour)."""
+    return {
+        "type": "value",
+        "options": {
+            v: {"text": t, "color": c, "index": i} for i, (v, (t, c)) in enumerate(values.items())
+        },
+    }
+
+
+def _severity_cells(lang: Lang) -> Override:
+    """The ``severity`` column: values in the catalogue's words, cells in the severity's colour."""
+    names = {s: (text(f"severity.{s}", lang), c) for s, c in ap.SEVERITY_COLORS.items()}
+    return Override(
+        matcher={"id": "byName", "options": "severity"},
+        properties=[
+            {"id": "custom.cellOptions", "value": {"type": "color-background"}},
+            {"id": "mappings", "value": [_value_map(names)]},
+        ],
+    )
+
+
+def _unit(column: str, unit: str, regex: bool = False) -> Override:
+    matcher = {"id": "byRegexp" if regex else "byName", "options": column}
+    return Override(matcher=matcher, properties=[{"id": "unit", "value": unit}])
+
+
 # --- Operations ----------------------------------------------------------------------------
 
 OPS_FILTERS = ("district", "street", "community", "grid", "category", "source")
+WARNING_FILTERS = OPS_FILTERS[:-1]  # a warning has no source
 
 
 def _ops_variables() -> tuple[VarSpec, ...]:
@@ -287,7 +306,48 @@ def _map_panel(city: CityMap) -> PanelSpec:
     )
 
 
-def operations(city: CityMap) -> Board:
+def _warning_panels(lang: Lang) -> tuple[PanelSpec, PanelSpec]:
+    """Active warnings: a stat per severity, and the list with evidence, most severe first."""
+    where = _filters(WARNING_FILTERS)
+    colored = tuple(
+        Override(
+            matcher={"id": "byName", "options": s},
+            properties=[
+                {"id": "color", "value": {"mode": "fixed", "fixedColor": c}},
+                {"id": "displayName", "value": text(f"severity.{s}", lang)},
+            ],
+        )
+        for s, c in ap.SEVERITY_COLORS.items()
+    )
+    tb: Format = "table"
+    return (
+        PanelSpec(
+            "ops.warnings_active",
+            "stat",
+            (
+                Query.of(
+                    ap.active_by_severity(where), format=tb, columns=ap.ACTIVE_BY_SEVERITY_COLUMNS
+                ),
+            ),
+            w=6,
+            h=10,
+            unit="short",
+            options={**_stat_options(text_mode="value_and_name"), "orientation": "horizontal"},
+            overrides=colored,
+        ),
+        PanelSpec(
+            "ops.warnings",
+            "table",
+            (Query.of(ap.active_warnings(where), format=tb, columns=ap.ACTIVE_COLUMNS),),
+            w=18,
+            h=10,
+            options=_TABLE,
+            overrides=(_severity_cells(lang),),
+        ),
+    )
+
+
+def operations(city: CityMap, lang: Lang = "both") -> Board:
     rate = _counts(
         [f"{_interval_time('bucket')} AS time", "source", "sum(n) / $__interval_s AS events_per_s"],
         group_by=["time", "source"],
@@ -380,6 +440,7 @@ def operations(city: CityMap) -> Board:
         group_by=["time"],
         order_by=["time"],
     )
+    by_kind = ap.warnings_by_kind(_filters(WARNING_FILTERS), _interval_time("started_at"))
     ts: Format = "time_series"
     tb: Format = "table"
     panels = (
@@ -423,6 +484,7 @@ def operations(city: CityMap) -> Board:
             options=_BARGAUGE,
             thresholds=_count_thresholds(1, 100),
         ),
+        *_warning_panels(lang),
         PanelSpec(
             "ops.rate",
             "timeseries",
@@ -529,6 +591,21 @@ def operations(city: CityMap) -> Board:
                 "stacking": {"mode": "normal", "group": "A"},
             },
         ),
+        PanelSpec(
+            "ops.warnings_by_kind",
+            "timeseries",
+            (Query.of(by_kind, format=ts, columns=ap.BY_KIND_COLUMNS, time_column="time"),),
+            w=24,
+            h=7,
+            unit="short",
+            options=_TS,
+            max_data_points=24,
+            custom={
+                "drawStyle": "bars",
+                "fillOpacity": 70,
+                "stacking": {"mode": "normal", "group": "A"},
+            },
+        ),
     )
     return Board(
         "operations",
@@ -545,6 +622,7 @@ def operations(city: CityMap) -> Board:
 # --- SLA & on-call -------------------------------------------------------------------------
 
 SLA_FILTERS = ("district", "street", "category", "source")
+ALERT_FILTERS = SLA_FILTERS[:-1]  # an alert has no source
 _COUNTDOWN_ORDER = ["toUInt32(stage_deadline) = 0", "remaining_s", "case_id"]
 
 
@@ -561,7 +639,122 @@ def _last_24h(col: str) -> list[str]:
     return [f"toUInt32({col}) > toUInt32($__toTime) - 86400", f"{col} <= $__toTime"]
 
 
-def sla() -> Board:
+def _oncall_panels(lang: Lang) -> tuple[PanelSpec, ...]:
+    """Open alerts with ack status and escalation level, time to ack, webhook deliveries."""
+    where = _filters(ALERT_FILTERS)
+    tb: Format = "table"
+    ack = Override(
+        matcher={"id": "byName", "options": "acknowledged"},
+        properties=[
+            {"id": "custom.cellOptions", "value": {"type": "color-text"}},
+            {
+                "id": "mappings",
+                "value": [
+                    _value_map(
+                        {"0": (text("ack.no", lang), "red"), "1": (text("ack.yes", lang), "green")}
+                    )
+                ],
+            },
+        ],
+    )
+    level = Override(
+        matcher={"id": "byName", "options": "escalation_level"},
+        properties=[
+            {"id": "custom.cellOptions", "value": {"type": "color-text"}},
+            {"id": "thresholds", "value": _count_thresholds(1, 2).model_dump()},
+        ],
+    )
+    attention = Override(
+        matcher={"id": "byRegexp", "options": "/^(unacknowledged|escalated)$/"},
+        properties=[{"id": "thresholds", "value": _count_thresholds(1, 10).model_dump()}],
+    )
+    dead = Override(
+        matcher={"id": "byRegexp", "options": "/^(gave_up|dead)$/"},
+        properties=[
+            {"id": "custom.cellOptions", "value": {"type": "color-text"}},
+            {"id": "thresholds", "value": _count_thresholds(1, 1).model_dump()},
+        ],
+    )
+    return (
+        PanelSpec(
+            "sla.oncall",
+            "stat",
+            (Query.of(ap.oncall_totals(where), format=tb, columns=ap.ONCALL_COLUMNS),),
+            w=8,
+            h=6,
+            options=_stat_options(text_mode="value_and_name"),
+            thresholds=Thresholds(steps=[Threshold(color="blue", value=None)]),
+            overrides=(attention,),
+        ),
+        PanelSpec(
+            "sla.ack_time",
+            "table",
+            (Query.of(ap.ack_times(where), format=tb, columns=ap.ACK_COLUMNS),),
+            w=16,
+            h=6,
+            options=_TABLE,
+            overrides=(_severity_cells(lang), _unit("/_s$/", "s", regex=True)),
+        ),
+        PanelSpec(
+            "sla.open_alerts",
+            "table",
+            (Query.of(ap.open_alerts(where), format=tb, columns=ap.OPEN_COLUMNS),),
+            w=24,
+            h=10,
+            options=_TABLE,
+            overrides=(_severity_cells(lang), ack, level, _unit("open_s", "s")),
+        ),
+        PanelSpec(
+            "sla.delivery_failures",
+            "timeseries",
+            (
+                Query.of(
+                    ap.failures_over_time(),
+                    format="time_series",
+                    columns=ap.FAILURE_TS_COLUMNS,
+                    time_column="time",
+                ),
+            ),
+            w=12,
+            h=8,
+            unit="short",
+            options=_TS,
+            custom={
+                "drawStyle": "bars",
+                "fillOpacity": 70,
+                "stacking": {"mode": "normal", "group": "A"},
+            },
+        ),
+        PanelSpec(
+            "sla.deliveries",
+            "table",
+            (Query.of(ap.deliveries_by_receiver(), format=tb, columns=ap.RECEIVER_COLUMNS),),
+            w=12,
+            h=8,
+            options=_TABLE,
+            overrides=(dead, _unit("failed_pct", "percent")),
+        ),
+        PanelSpec(
+            "sla.receivers",
+            "table",
+            (Query.of(ap.receiver_status(), format=tb, columns=ap.RECEIVER_STATUS_COLUMNS),),
+            w=10,
+            h=7,
+            options=_TABLE,
+            overrides=(dead,),
+        ),
+        PanelSpec(
+            "sla.dead_deliveries",
+            "table",
+            (Query.of(ap.dead_deliveries(), format=tb, columns=ap.DEAD_COLUMNS),),
+            w=14,
+            h=7,
+            options=_TABLE,
+        ),
+    )
+
+
+def sla(lang: Lang = "both") -> Board:
     open_cases = f"({kp.countdown()})"
     countdown_cols = (
         "case_id",
@@ -755,6 +948,7 @@ def sla() -> Board:
             h=10,
             options=_TABLE,
         ),
+        *_oncall_panels(lang),
     )
     return Board(
         "sla", "gridpulse-sla", "board.sla", "1m", "now-24h", "now", _sla_variables(), panels
@@ -921,7 +1115,7 @@ def leadership(lang: Lang) -> Board:
 
 
 def boards(city: CityMap, lang: Lang = "both") -> tuple[Board, ...]:
-    return operations(city), sla(), leadership(lang)
+    return operations(city, lang), sla(lang), leadership(lang)
 
 
 # --- to the dashboard model ------------------------------------------------------------------

@@ -37,6 +37,9 @@ TEXT: dict[str, tuple[str, str]] = {
     "ops.rising": ("上升最快的小类 (最近 1 小时)", "Top rising subcategories (last hour)"),
     "ops.ingest_delay": ("入库延迟", "Ingest delay (ingested_at − record_time)"),
     "ops.late_rate": ("迟到事件趋势", "Late events over time"),
+    "ops.warnings_active": ("当前预警 (按级别)", "Active warnings by severity"),
+    "ops.warnings": ("当前预警及证据 (最严重在前)", "Active warnings with evidence"),
+    "ops.warnings_by_kind": ("新增预警 (按类型)", "Warnings raised, by kind"),
     # sla
     "sla.countdown": ("在办案件倒计时 (最紧急在前)", "Open cases by time to deadline"),
     "sla.open": ("在办案件", "Open cases"),
@@ -44,6 +47,13 @@ TEXT: dict[str, tuple[str, str]] = {
     "sla.alerts_24h": ("最近 24 小时超时与升级", "Breaches and escalations, last 24 h"),
     "sla.alert_list": ("最近 24 小时超时与升级明细", "Breaches and escalations (list)"),
     "sla.by_unit": ("各处置单位超时 (24 小时)", "Breaches by unit, last 24 h"),
+    "sla.oncall": ("值班告警", "On-call alerts"),
+    "sla.ack_time": ("告警确认用时 (按级别)", "Time to acknowledge, by severity"),
+    "sla.open_alerts": ("未关闭告警: 确认与升级", "Open alerts: ack status and escalation"),
+    "sla.delivery_failures": ("Webhook 推送失败 (按接收方)", "Webhook delivery failures"),
+    "sla.deliveries": ("各接收方推送", "Webhook deliveries by receiver"),
+    "sla.receivers": ("接收方当前队列", "Receivers' outbox now"),
+    "sla.dead_deliveries": ("放弃的推送 (可重推)", "Dead deliveries (re-drivable)"),
     # leadership
     "lead.trend": ("案件量趋势 (按日)", "Case volume per day"),
     "lead.top": ("红榜: 按期结案率前 10 街道", "Top 10 streets by on-time closure rate"),
@@ -51,8 +61,14 @@ TEXT: dict[str, tuple[str, str]] = {
     "lead.by_source": ("各来源与大类案件量", "Cases by source and category"),
     "lead.summary": ("月度通报汇总", "Monthly report summary"),
     "city_total": ("全市", "City"),
-    # field names shown in tables
+    # field names and values shown in tables
     "col.change": ("环比 (百分点)", "change (pp)"),
+    "severity.critical": ("严重", "critical"),
+    "severity.major": ("重要", "major"),
+    "severity.minor": ("一般", "minor"),
+    "severity.info": ("提示", "info"),
+    "ack.yes": ("已确认", "yes"),
+    "ack.no": ("未确认", "no"),
 }
 TEXT.update({f"kpi.{k}": (zh, en) for k, (_, _, zh, en) in RATES.items()})
 

@@ -275,3 +275,34 @@ def expand(
     if left:
         raise ValueError(f"unexpanded reference {left.group(0)!r} in panel SQL")
     return sql
+
+
+# Grafana's rangeutil.roundInterval above one second: (below this many ms, use this interval)
+_ROUNDED = (
+    (1_500, 1_000),
+    (3_500, 2_000),
+    (7_500, 5_000),
+    (12_500, 10_000),
+    (17_500, 15_000),
+    (25_000, 20_000),
+    (45_000, 30_000),
+    (90_000, 60_000),
+    (210_000, 120_000),
+    (450_000, 300_000),
+    (750_000, 600_000),
+    (1_050_000, 900_000),
+    (1_500_000, 1_200_000),
+    (2_700_000, 1_800_000),
+    (5_400_000, 3_600_000),
+    (9_000_000, 7_200_000),
+    (16_200_000, 10_800_000),
+    (32_400_000, 21_600_000),
+    (86_400_000, 43_200_000),
+)
+
+
+def panel_interval_ms(tr: TimeRange, max_data_points: int) -> int:
+    """``$__interval`` of a panel with ``maxDataPoints``: the range over the points, rounded
+    as Grafana rounds it (``rangeutil.roundInterval``; a day and more stays 1 d)."""
+    raw = (tr.to_ms - tr.from_ms) / max(max_data_points, 1)
+    return next((to for below, to in _ROUNDED if raw < below), 86_400_000)

@@ -21,7 +21,7 @@ from grafana import readmodel, sample
 from grafana.boards import Board, boards, dashboard
 from grafana.catalogue import LANGS, Lang
 from grafana.city import SAMPLE_CITY, load_city
-from grafana.macros import ALL, TimeRange, VariableValue, expand
+from grafana.macros import ALL, TimeRange, VariableValue, expand, panel_interval_ms
 from grafana.model import Thresholds
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "boards"
@@ -119,7 +119,11 @@ def _numeric(column: Any) -> bool:
     return bool(pd.to_numeric(column, errors="coerce").notna().all())
 
 
-def _draw_timeseries(ax: Any, df: Any, tz: str) -> None:
+def _draw_timeseries(
+    ax: Any, df: Any, tz: str, bars_s: int | None = None, stacked: bool = False
+) -> None:
+    """Lines, or bars ``bars_s`` seconds wide (a panel drawn as bars), stacked or side by
+    side."""
     import pandas as pd
 
     df = df.copy()
@@ -130,11 +134,20 @@ def _draw_timeseries(ax: Any, df: Any, tz: str) -> None:
         df[c] = pd.to_numeric(df[c])
     if labels:
         wide = df.pivot_table(index="time", columns=labels[0], values=values[0], aggfunc="sum")
+    else:
+        wide = df.set_index("time")[values]
+    if bars_s:
+        width = pd.Timedelta(seconds=bars_s) * 0.9 / (1 if stacked else len(wide.columns))
+        bottom = pd.Series(0.0, index=wide.index)
+        for k, name in enumerate(wide.columns):
+            height = wide[name].fillna(0)
+            x = wide.index if stacked else wide.index + width * k
+            ax.bar(x, height, width, bottom=bottom, align="edge", label=str(name))
+            if stacked:
+                bottom += height
+    else:
         for name in wide.columns:
             ax.plot(wide.index, wide[name], label=str(name), linewidth=1.2)
-    else:
-        for c in values:
-            ax.plot(df["time"], df[c], label=c, linewidth=1.2)
     ax.legend(fontsize=7, loc="upper left")
     ax.tick_params(labelsize=7)
     ax.grid(alpha=0.3)
@@ -171,6 +184,15 @@ def _local_times(column: Any, tz: str) -> Any:
     return pd.to_datetime(column, utc=True).dt.tz_convert(tz).dt.strftime("%m-%d %H:%M")
 
 
+_SEVERITY_FILL = {"critical": "#f2b8b8", "major": "#f7d29c", "minor": "#f5eca6", "info": "#c4d7f2"}
+_LONG = 48  # characters of a text cell shown (Grafana truncates a cell to its width)
+
+
+def _short(v: Any) -> str:
+    text = str(v)
+    return text if len(text) <= _LONG else text[: _LONG - 1] + "…"
+
+
 def _draw_table(ax: Any, df: Any, max_rows: int, tz: str) -> None:
     ax.axis("off")
     shown = df.head(max_rows).copy()
@@ -180,7 +202,7 @@ def _draw_table(ax: Any, df: Any, max_rows: int, tz: str) -> None:
         elif shown[c].dtype == float:
             shown[c] = shown[c].map(lambda v: "–" if v != v else f"{v:.2f}")
     table = ax.table(
-        cellText=shown.astype(str).values,
+        cellText=shown.map(_short).values,
         colLabels=list(shown.columns),
         loc="upper center",
         cellLoc="left",
@@ -188,6 +210,10 @@ def _draw_table(ax: Any, df: Any, max_rows: int, tz: str) -> None:
     table.auto_set_font_size(False)
     table.set_fontsize(6.5)
     table.scale(1, 1.1)
+    if "severity" in shown.columns:  # the board colours the severity cell
+        col = list(shown.columns).index("severity")
+        for row, severity in enumerate(shown["severity"], start=1):
+            table[row, col].set_facecolor(_SEVERITY_FILL.get(severity, "white"))
 
 
 def _draw_map(ax: Any, df: Any, city_path: Path) -> None:
@@ -214,6 +240,16 @@ def _draw_map(ax: Any, df: Any, city_path: Path) -> None:
     ax.figure.colorbar(sc, ax=ax, shrink=0.7, label="events")
     ax.set_aspect("equal")
     ax.tick_params(labelsize=6)
+
+
+def _bar_seconds(df: Any, interval_ms: int) -> int:
+    """A bar's width: the gap between the series' buckets (hourly ones too), at least the
+    panel's interval."""
+    import pandas as pd
+
+    times = pd.to_datetime(df["time"], utc=True).drop_duplicates().sort_values()
+    gaps = times.diff().dropna().dt.total_seconds()
+    return int(max(interval_ms // 1000, gaps.min() if len(gaps) else 0))
 
 
 def render_board(
@@ -250,12 +286,18 @@ def render_board(
         )
         ax = fig.add_axes(rect)
         ax.set_title(panel["title"], fontsize=9, loc="left")
-        sql = expand(panel["targets"][0]["rawSql"], tr, variables, interval_ms=300_000)
+        interval_ms = 300_000
+        if spec.max_data_points:
+            interval_ms = max(interval_ms, panel_interval_ms(tr, spec.max_data_points))
+        sql = expand(panel["targets"][0]["rawSql"], tr, variables, interval_ms=interval_ms)
         df = _frame(backend, sql, spec.queries[0].columns)
         if spec.type == "stat":
             _draw_stat(ax, df, spec.unit, spec.thresholds)
         elif spec.type == "timeseries":
-            _draw_timeseries(ax, df, tz)
+            custom = spec.custom or {}
+            bars = _bar_seconds(df, interval_ms) if custom.get("drawStyle") == "bars" else None
+            stacked = custom.get("stacking", {}).get("mode") == "normal"
+            _draw_timeseries(ax, df, tz, bars, stacked)
         elif spec.type in ("bargauge", "barchart"):
             _draw_bars(ax, df.head(15), stacked=spec.type == "barchart")
         elif spec.type == "geomap":

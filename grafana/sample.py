@@ -5,7 +5,8 @@ Rows are generated with a seeded RNG on the city's real grids and categories; th
 tables are aggregated here from the generated events (pandas), so the panels' figures can be
 checked against counts computed independently of any SQL. Shapes follow the worker's: data
 rows of summing tables carry ``ledger_partition = -1``; ledger rows (``bucket`` 0) are added
-too, so a query that forgets the read model's filter is caught.
+too, so a query that forgets the read model's filter is caught. Warning revisions and the
+alert stage's rows (states, outbox, delivery attempts) come from ``grafana.sample_alerting``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from grafana import sample_alerting
 from grafana.city import CityMap
+from sinks.clickhouse import alerts as alert_sql
+from sinks.clickhouse import warnings as warning_sql
 
 DAY = 86_400
 SOURCES = ("inspector", "sensor", "hotline")
@@ -376,12 +380,34 @@ def generate(
     tables["case_state"] = state
     tables["case_events"] = case_events
     tables["sla_events"] = alerts
+    tables[warning_sql.WARNINGS_TABLE] = sample_alerting.warnings(rng, events, t0, t1)
+    tables.update(sample_alerting.alert_tables(rng, tables["warnings"], alerts, t1, offset))
     return SampleDay(start, end, tables)
 
 
+_VERSIONED = {alert_sql.STATE_TABLE: "fingerprint", alert_sql.OUTBOX_TABLE: "notification_id"}
+
+
+def _parts(table: str, frame: pd.DataFrame) -> list[pd.DataFrame]:
+    """Older versions (or first publications) before the latest ones, in separate parts, so
+    only a read through ``FINAL`` (the views) counts right."""
+    if table in _VERSIONED:
+        latest = frame["version"] == frame.groupby(_VERSIONED[table])["version"].transform("max")
+        return [frame[~latest], frame[latest]]
+    if table == warning_sql.WARNINGS_TABLE:
+        again = frame.duplicated()
+        return [frame[~again], frame[again]]
+    return [frame]
+
+
 def load(backend: object, day: SampleDay) -> None:
-    """Insert the day's rows (``case_state``'s stale versions in their own part)."""
+    """Insert the day's rows (stale versions and re-published rows in their own part)."""
     for table, frame in day.tables.items():
+        if table in _VERSIONED or table == warning_sql.WARNINGS_TABLE:
+            for part in _parts(table, frame):
+                if len(part):
+                    backend.insert_sync(table, part.reset_index(drop=True))  # type: ignore[attr-defined]
+            continue
         if table == "case_state":
             stale = frame[frame["version"] == 1]
             backend.insert_sync(table, stale.reset_index(drop=True))  # type: ignore[attr-defined]

@@ -10,14 +10,16 @@ from __future__ import annotations
 import hashlib
 import re
 
-from grafana.readmodel import RAW_TABLES, VIEWS
+from grafana.readmodel import ALERT_VIEWS, RAW_TABLES, VIEWS, WARNING_VIEWS
 
 USER = "gridpulse_grafana"
 PASSWORD_ENV = "GRIDPULSE_GRAFANA_PASSWORD"
 
-READ_TABLES: tuple[str, ...] = (*VIEWS, *RAW_TABLES, "case_state")
-"""What the boards read: the read-model views, the clean raw tables, and ``case_state``,
-which the KPI SQL of ``sinks.clickhouse.kpis`` reads directly (``FINAL``)."""
+READ_TABLES: tuple[str, ...] = (*VIEWS, *WARNING_VIEWS, *ALERT_VIEWS, *RAW_TABLES, "case_state")
+"""What the boards read: the read-model views (counts, cases, SLA alerts, warnings, on-call),
+the clean raw tables, and ``case_state``, which the KPI SQL of ``sinks.clickhouse.kpis``
+reads directly (``FINAL``). Never the alert stage's own tables: the outbox payloads and the
+alert JSON stay out of Grafana."""
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

@@ -7,7 +7,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from grafana.macros import ALL, TimeRange, VariableValue, expand, expand_macros, format_value
+from grafana.macros import (
+    ALL,
+    TimeRange,
+    VariableValue,
+    expand,
+    expand_macros,
+    format_value,
+    panel_interval_ms,
+)
 from grafana.query import Select, var_in
 
 TR = TimeRange(from_ms=1_764_460_800_123, to_ms=1_764_547_199_999)  # 2025-11-30 UTC, ms parts
@@ -106,3 +114,12 @@ def test_nested_conditional_all_and_leftovers():
 def test_time_range_from_datetimes():
     tr = TimeRange.of(datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
     assert (tr.from_s, tr.to_s) == (1_793_491_200, 1_796_083_200)
+
+
+def test_panel_interval_from_max_data_points_is_rounded_like_grafana():
+    day = TimeRange(0, 86_400_000)
+    assert panel_interval_ms(day, 24) == 3_600_000  # the warnings-by-kind bars: hourly
+    assert panel_interval_ms(day, 200) == 300_000  # 432 s rounds to 5 min
+    assert panel_interval_ms(day, 300) == 300_000  # 288 s
+    assert panel_interval_ms(TimeRange(0, 6 * 3_600_000), 300) == 60_000  # 72 s
+    assert panel_interval_ms(TimeRange(0, 90 * 86_400_000), 2) == 86_400_000
