@@ -1,7 +1,8 @@
 """The city model: grid tree, category codes, sensor kinds and sensors, from a YAML file.
 
 The tree is city -> district -> street -> community -> grid. Each grid has a code, a name,
-an owner, a household count and a GeoJSON polygon. Categories are two-level (大类/小类)
+an owner, a household count and, optionally, a GeoJSON polygon (a grid without one is only
+reached by its code: the locator never places a point in it). Categories are two-level (大类/小类)
 and say which streams may produce them. Validation happens once, at load.
 """
 
@@ -53,7 +54,7 @@ class Grid(BaseModel):
     name: str
     owner: str
     households: int = Field(ge=0)
-    polygon: Polygon
+    polygon: Polygon | None = None
 
 
 class Community(BaseModel):
@@ -217,15 +218,15 @@ class City(BaseModel):
 
 
 class GridLocator:
-    """Point-in-polygon grid assignment backed by a shapely STRtree."""
+    """Point-in-polygon grid assignment backed by a shapely STRtree (grids with a polygon)."""
 
     def __init__(self, city: City) -> None:
         import shapely
         from shapely.geometry import shape
 
-        grids = list(city.iter_grids())
+        grids = [g for g in city.iter_grids() if g.polygon is not None]
         self._codes = [g.code for g in grids]
-        self._geoms = [shape(g.polygon.model_dump()) for g in grids]
+        self._geoms = [shape(g.polygon.model_dump()) for g in grids if g.polygon is not None]
         for geom in self._geoms:
             shapely.prepare(geom)
         self._tree = shapely.STRtree(self._geoms)

@@ -9,17 +9,30 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from core.settings import REPO_ROOT, Settings
 from gridpulse.cities import city_path
+from gridpulse.logs import LogFormat
+from gridpulse.logs import configure as configure_logging
 
 FORMATS = REPO_ROOT / "sources" / "formats"
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {}
+    """The settings of a command; the caller-id key comes from ``GRIDPULSE_CALLER_SALT``,
+    else from the data dir (kept there by ``gridpulse up``)."""
+    from infra.caller_salt import read_caller_salt
+
+    overrides: dict[str, object] = {}
     if getattr(args, "city", None):
         overrides["city_file"] = city_path(args.city)
-    return Settings(**overrides)  # type: ignore[arg-type]
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    if "caller_salt" not in settings.model_fields_set:
+        kept = read_caller_salt(settings.data_dir)
+        if kept:
+            settings = Settings(**overrides, caller_salt=SecretStr(kept))  # type: ignore[arg-type]
+    return settings
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -84,32 +97,87 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from sources.run import replay
 
     s = _settings(args)
-    report = replay(s, args.file, args.format, speed=args.speed)
+    report = replay(s, args.file, args.format, speed=args.speed, dry_run=args.dry_run)
     print(report)
     return 0
+
+
+def cmd_city_import(args: argparse.Namespace) -> int:
+    from sources.cityimport import CityMeta, city_file_text, import_city, load_mapping
+    from sources.formats import load_format
+
+    mapping = load_mapping(args.mapping)
+    flags = {k: getattr(args, k) for k in CITY_PROPERTY_FLAGS if getattr(args, k) is not None}
+    if flags:
+        mapping = mapping.model_copy(
+            update={"properties": mapping.properties.model_copy(update=flags)}
+        )
+    meta = CityMeta(
+        code=args.code,
+        name=args.name or args.code,
+        timezone=args.timezone,
+        tolerance=args.tolerance,
+    )
+    result = import_city(
+        load_format(args.format),
+        meta,
+        geojson=args.geojson,
+        export=args.export or (),
+        mapping=mapping,
+        parents=args.parents,
+    )
+    print(result.report(), file=sys.stderr)
+    if result.city is None:
+        return 1
+    out = Path(args.out) if args.out else REPO_ROOT / "config" / "cities" / f"{args.code}.yaml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    made_by = " ".join(
+        ["gridpulse city import", "--format", args.format, "--code", args.code]
+        + (["--geojson", args.geojson] if args.geojson else ["--export", *args.export])
+        + (["--mapping", args.mapping] if args.mapping else [])
+        + [f"--{k.replace('_', '-')} {v}" for k, v in flags.items()]
+    )
+    out.write_text(city_file_text(result, made_by), encoding="utf-8")
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+CITY_PROPERTY_FLAGS = (
+    "grid_code",
+    "grid_name",
+    "community_code",
+    "community_name",
+    "street_code",
+    "street_name",
+    "district_code",
+    "district_name",
+    "owner",
+    "households",
+)
+"""``gridpulse city import`` flags naming GeoJSON properties (``--grid-code`` …)."""
 
 
 def cmd_query(args: argparse.Namespace) -> int:
     from gridpulse.query import run_query
 
-    sys.stdout.write(run_query(_settings(args), args.sql))
+    answer = run_query(_settings(args), args.sql)
+    sys.stdout.write(answer)
+    if not answer:
+        print("0 rows", file=sys.stderr)
     return 0
 
 
-def _day(value: str) -> datetime:
-    dt = datetime.fromisoformat(value)
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
 def cmd_kpi(args: argparse.Namespace) -> int:
-    from gridpulse.kpi import kpi_table, ranking_table
+    from gridpulse.kpi import kpi_rows, period_bound, ranking_rows, render
 
     s = _settings(args)
-    start, end = _day(args.start), _day(args.end)
+    tz = s.city.timezone
+    start, end = period_bound(args.start, tz), period_bound(args.end, tz)
     if args.rank:
-        sys.stdout.write(ranking_table(s, args.level, start, end, args.rank))
+        table = ranking_rows(s, args.level, start, end, args.rank)
     else:
-        sys.stdout.write(kpi_table(s, args.level, start, end))
+        table = kpi_rows(s, args.level, start, end)
+    sys.stdout.write(render(table, args.format))
     return 0
 
 
@@ -125,6 +193,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from gridpulse.bench.cases import run_case_bench
 
         result = run_case_bench(args.cases)
+    elif args.warnings:
+        from gridpulse.bench.warnings import run_warning_bench
+
+        result = run_warning_bench(args.warnings)
+    elif args.alerts:
+        from gridpulse.bench.alerts import run_alert_bench
+
+        result = run_alert_bench(args.alerts, args.keep)
     else:
         from gridpulse.bench.run import run_bench
 
@@ -229,9 +305,45 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="event-time seconds per wall second; 0 = as fast as possible",
     )
+    rep.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read and check the export against the city, print the report; publish nothing",
+    )
     rep.set_defaults(fn=cmd_replay)
 
-    q = add("query", help="read-only SQL against the configured ClickHouse (TSV)")
+    city = sub.add_parser("city", help="city files: import one from boundaries or an export")
+    city_sub = city.add_subparsers(dest="city_cmd", required=True)
+    ci = city_sub.add_parser(
+        "import",
+        parents=[common],
+        help="build config/cities/<code>.yaml from a GeoJSON of grid polygons, or from "
+        "311 export(s) when no boundaries exist (see docs/cities.md)",
+    )
+    src = ci.add_mutually_exclusive_group(required=True)
+    src.add_argument("--geojson", help="FeatureCollection with one polygon per grid")
+    src.add_argument("--export", nargs="+", help="311 export file(s) read with --format")
+    ci.add_argument("--format", required=True, help="import format: categories, grid column")
+    ci.add_argument("--code", required=True, help="city code (lower snake case)")
+    ci.add_argument("--name", help="display name (default: the code)")
+    ci.add_argument("--timezone", help="IANA zone (default: the format's)")
+    ci.add_argument("--mapping", help="YAML: properties (GeoJSON) and levels (export columns)")
+    ci.add_argument("--parents", help="GeoJSON of community/street/district polygons")
+    ci.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.01,
+        help="fraction of area tolerated in overlaps, gaps, repairs, outside a parent",
+    )
+    for flag in CITY_PROPERTY_FLAGS:
+        ci.add_argument(f"--{flag.replace('_', '-')}", dest=flag, help="GeoJSON property name")
+    ci.add_argument("--out", help="output path (default: config/cities/<code>.yaml)")
+    ci.set_defaults(fn=cmd_city_import)
+
+    q = add(
+        "query",
+        help="read-only SQL against the configured ClickHouse (TSV, or the query's FORMAT)",
+    )
     q.add_argument("sql")
     q.set_defaults(fn=cmd_query)
 
@@ -241,8 +353,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="street",
         choices=["grid", "community", "street", "district", "unit", "city"],
     )
-    k.add_argument("--start", required=True, help="period start (ISO date/time, UTC if naive)")
+    k.add_argument(
+        "--start",
+        required=True,
+        help="period start (ISO date/time; naive: the city's local time)",
+    )
     k.add_argument("--end", required=True, help="period end, exclusive")
+    k.add_argument(
+        "--format",
+        default="table",
+        choices=["table", "tsv", "csv", "json"],
+        help="readable table (default) or tsv/csv/json for machines",
+    )
     k.add_argument("--rank", help="rank units by this rate, e.g. on_time_close_rate")
     k.set_defaults(fn=cmd_kpi)
 
@@ -278,6 +400,22 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         help="instead: SLA case timers with N open cases in process (default 1 M)",
     )
+    b.add_argument(
+        "--alerts",
+        type=int,
+        metavar="N",
+        const=10_000,
+        nargs="?",
+        help="instead: alert stage latency and an N-breach storm through a worker (10 000)",
+    )
+    b.add_argument(
+        "--warnings",
+        type=int,
+        metavar="HOURS",
+        const=14 * 24,
+        nargs="?",
+        help="instead: the warning judge on the sample city, rebuilt from HOURS of counts (336)",
+    )
     b.set_defaults(fn=cmd_bench)
 
     det = add(
@@ -302,15 +440,24 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rate", type=float, default=1.0)
     r.add_argument("--durable", action="store_true")
     r.set_defaults(fn=cmd_run)
+
+    from gridpulse.alerts_cli import add_parsers as add_alert_parsers
+
+    add_alert_parsers(sub, common)
     return p
 
 
+def _log_format() -> LogFormat:
+    """``settings.log_format``, or text while the settings do not validate (the command
+    then reports why)."""
+    try:
+        return Settings().log_format
+    except ValueError:
+        return "text"
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for noisy in ("httpx", "kafka"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(_log_format())
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if rest and not getattr(args, "passthrough", False):

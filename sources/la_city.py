@@ -1,4 +1,5 @@
-"""Build the Los Angeles city config from LA 311 exports.
+"""Build the Los Angeles city config from LA 311 exports (LA's own nesting rules on top of
+``sources.cityimport``, which builds any city from any import format without code).
 
 The tree is derived from the data itself: district = area planning commission (APC),
 street = council district (CD), community = neighbourhood council (NC), one grid per NC.
@@ -20,13 +21,10 @@ from datetime import date, time
 from pathlib import Path
 
 import pandas as pd
-import shapely
-import yaml
-from shapely.geometry import MultiPoint, box
-from shapely.geometry.polygon import orient
 
 from core.calendar_config import WorkingCalendar
-from core.city import Category, City, Community, District, Grid, Polygon, Street, SubCategory
+from core.city import City, Community, District, Grid, Street
+from sources.cityimport import categories, dump_city, ring, voronoi_cells
 from sources.formats import ImportFormat, load_format
 
 CITY_CODE = "la"
@@ -35,9 +33,6 @@ FORMAT = "la311"
 APC_COLUMN = "APC"
 CD_COLUMN = "CD"
 NC_NAME_COLUMN = "NCName"
-BBOX_MARGIN_DEG = 0.02  # ~2 km around the outermost request
-DECIMALS = 6  # ~0.1 m: plenty for request-cluster cells
-CCW = 1.0  # shapely orient() sign for a counter-clockwise exterior ring
 OWNER_PREFIX = "owner-"
 # City of Los Angeles office hours and the city holidays the exports span; keep current
 WORK_PERIODS = ((time(8, 0), time(12, 0)), (time(13, 0), time(17, 0)))
@@ -85,48 +80,6 @@ def nesting(rows: pd.DataFrame) -> pd.DataFrame:
     best = counts.drop_duplicates("grid").set_index("grid")[[APC_COLUMN, "cd_num"]]
     names = rows.groupby("grid")[NC_NAME_COLUMN].agg(lambda s: s.value_counts().index[0])
     return best.join(names)
-
-
-def voronoi_cells(centres: pd.DataFrame) -> dict[str, shapely.Polygon]:
-    """Grid -> Voronoi cell of its (lon, lat) centre, clipped to the padded extent."""
-    if centres[["lon", "lat"]].duplicated().any():
-        raise ValueError("two NCs share a median location: their Voronoi cells would merge")
-    pts = MultiPoint(list(zip(centres["lon"], centres["lat"], strict=True)))
-    minx, miny, maxx, maxy = centres.attrs["extent"]
-    frame = box(
-        minx - BBOX_MARGIN_DEG,
-        miny - BBOX_MARGIN_DEG,
-        maxx + BBOX_MARGIN_DEG,
-        maxy + BBOX_MARGIN_DEG,
-    )
-    cells = shapely.voronoi_polygons(pts, extend_to=frame, ordered=True)
-    return {
-        grid: cell.intersection(frame)
-        for grid, cell in zip(centres.index, cells.geoms, strict=True)
-    }
-
-
-def ring(poly: shapely.Polygon) -> Polygon:
-    """A closed, counter-clockwise GeoJSON ring rounded to ``DECIMALS``, no repeated points."""
-    coords = [
-        (round(x, DECIMALS), round(y, DECIMALS)) for x, y in orient(poly, CCW).exterior.coords
-    ]
-    dedup = [c for i, c in enumerate(coords) if i == 0 or c != coords[i - 1]]
-    return Polygon(coordinates=[dedup])
-
-
-def categories(fmt: ImportFormat) -> list[Category]:
-    """The format's subcategory codes as city categories, all fed by the hotline stream."""
-    by_group: dict[str, list[SubCategory]] = {g: [] for g in fmt.categories.groups}
-    for code, name in fmt.categories.subcategory_names().items():
-        by_group[code.split(".", 1)[0]].append(
-            SubCategory(code=code, name=name, streams=["hotline"])
-        )
-    return [
-        Category(code=g, name=fmt.categories.groups[g], subcategories=subs)
-        for g, subs in by_group.items()
-        if subs
-    ]
 
 
 def build_city(df: pd.DataFrame, fmt: ImportFormat) -> City:
@@ -187,21 +140,6 @@ def build_city(df: pd.DataFrame, fmt: ImportFormat) -> City:
         districts=districts,
         categories=categories(fmt),
     )
-
-
-def dump_city(city: City) -> str:
-    """YAML text of the city, one polygon ring per line to keep the file small."""
-
-    class _Dumper(yaml.SafeDumper):
-        pass
-
-    def _flow_ring(dumper: yaml.SafeDumper, data: list) -> yaml.Node:  # type: ignore[type-arg]
-        flow = bool(data) and all(isinstance(x, list) for x in data)
-        return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow or None)
-
-    _Dumper.add_representer(list, _flow_ring)
-    data = city.model_dump(mode="json")
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=10**9)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,6 +6,7 @@ Kafka timestamp, so the broker sees the time the simulator (or replay) says it a
 
 from __future__ import annotations
 
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -86,6 +87,30 @@ def pace_wait(
     return max(0.0, target - wall_elapsed_s)
 
 
+CONNECT_TIMEOUT_S = 3.0
+
+
+class BrokerUnavailable(RuntimeError):
+    """No bootstrap server accepts connections, or the broker did not answer in time."""
+
+
+def check_broker(bootstrap: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Raise ``BrokerUnavailable`` unless some ``host:port`` of ``bootstrap`` accepts a TCP
+    connection within ``timeout`` (a quick probe: the producer itself waits 30 s)."""
+    errors = []
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+                return
+        except (OSError, ValueError) as exc:
+            errors.append(f"{server.strip()}: {exc}")
+    raise BrokerUnavailable(
+        f"no broker reachable at {bootstrap} ({'; '.join(errors)}): start one with "
+        "`gridpulse up`, or point GRIDPULSE_BROKER at yours"
+    )
+
+
 def _sent(on_sent: OnSent, em: Emission, md: Any) -> None:
     on_sent(md.topic, md.partition, md.offset, em)
 
@@ -113,18 +138,22 @@ def publish(
     once the broker acknowledged a message (only registered when given).
     """
     from kafka import KafkaProducer
+    from kafka.errors import KafkaError
 
     if (speed is not None and speed < 0) or (max_rate is not None and max_rate < 0):
         raise ValueError("speed and max_rate must be positive (or None for no limit)")
     cfg = settings or ProducerSettings()
-    producer = KafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks=cfg.acks,
-        linger_ms=cfg.linger_ms,
-        batch_size=cfg.batch_size,
-        max_request_size=cfg.max_request_size,
-        compression_type=None,
-    )
+    try:
+        producer = KafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks=cfg.acks,
+            linger_ms=cfg.linger_ms,
+            batch_size=cfg.batch_size,
+            max_request_size=cfg.max_request_size,
+            compression_type=None,
+        )
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"broker at {bootstrap} did not answer: {exc}") from None
     stats = PublishStats()
 
     def failed(exc: BaseException) -> None:
@@ -152,6 +181,10 @@ def publish(
             fut.add_errback(failed)
             _count(stats, em)
         producer.flush()
+    except KafkaError as exc:  # e.g. the broker went away: no metadata within max_block_ms
+        raise BrokerUnavailable(
+            f"broker at {bootstrap} stopped answering after {stats.total} messages: {exc}"
+        ) from None
     finally:
         producer.close()
     stats.elapsed_s = time.monotonic() - wall0

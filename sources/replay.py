@@ -1,4 +1,6 @@
-"""Replay a city's 311 CSV export as hotline ``Emission``s and case events, with a report.
+"""Replay a city's 311 export as hotline ``Emission``s and case events, with a report.
+
+The user-facing description of every rule below is ``docs/formats.md``.
 
 Each valid row becomes a ``HotlineRequest`` whose record timestamp is its creation time:
 a replay asserts the original event time, so windows and lateness downstream behave as they
@@ -51,15 +53,16 @@ import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 from pydantic import ValidationError
 
+from core.city import City
 from core.events import CaseAction, CaseEvent, HotlineRequest, Location, encode
 from sources.emission import Emission
-from sources.formats import VOID_LIKE, ImportFormat, TimeColumn, load_format
+from sources.formats import VOID_LIKE, ImportFormat, TimeColumn, load_format, parse_time
 
 ADDRESS_MAX = 500  # HotlineRequest.address max_length
 HEADER_ROWS = 1  # report rows are spreadsheet rows: the header is row 1, data start at 2
@@ -97,6 +100,11 @@ class ImportReport:
     unknown_statuses: Counter[str] = field(default_factory=Counter)
     without_grid: int = 0
     bad_grid_values: Counter[str] = field(default_factory=Counter)
+    # how each emitted request will find its grid (see GridPath); with a city only, unknown
+    # codes are told apart
+    grid_paths: Counter[str] = field(default_factory=Counter)
+    unknown_grid_codes: Counter[str] = field(default_factory=Counter)
+    cases_skipped: int = 0  # rows whose request the worker will dead-letter: no case events
     without_location: int = 0
     bad_coordinates: int = 0  # non-empty but not a usable point: garbage, range, (0, 0)
     # case events (only with cases=True)
@@ -120,6 +128,13 @@ class ReplayBatch:
     report: ImportReport
 
 
+GRID_BY_CODE = "code"  # a grid code the city knows (or no city to check against)
+GRID_BY_POINT = "point"  # no grid code: the worker locates the point (or UNLOCATED)
+GRID_UNKNOWN_LOCATED = "unknown_code_located_by_point"  # unknown code dropped, point located
+GRID_UNKNOWN_DEAD_LETTER = "unknown_code_dead_letter"  # unknown code sent: dead-lettered
+GRID_NONE = "unlocated"  # neither a grid code nor a usable point: counted under UNLOCATED
+
+
 class _Invalid(Exception):
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(reason)
@@ -128,14 +143,9 @@ class _Invalid(Exception):
 
 
 def parse_local(text: str, fmt: ImportFormat, role: TimeColumn = "created") -> datetime:
-    """A naive local timestamp of column ``role`` as an aware datetime in the format's zone.
-
-    Ambiguous wall times (the repeated hour in autumn) resolve to the first occurrence and
-    nonexistent ones (the skipped spring hour) shift forward, per Python's ``fold=0`` rules.
-    """
-    naive = datetime.strptime(text.strip(), fmt.time_format(role))
-    # via UTC: astimezone() to the datetime's own tzinfo is a no-op and would not normalize
-    return naive.replace(tzinfo=fmt.tz).astimezone(UTC).astimezone(fmt.tz)
+    """A timestamp of column ``role`` as an aware datetime in the format's zone (naive values
+    are local wall times; see ``sources.formats.parse_time``)."""
+    return parse_time(text, fmt.time_format(role), fmt.tz)
 
 
 def parse_location(lat_text: str, lon_text: str) -> Location | None:
@@ -158,7 +168,25 @@ def _cell(row: Mapping[str, str], column: str | None) -> str:
 Note = tuple[str, str]  # (report counter, value) for a row that turns out valid
 
 
-def _row_request(row: Mapping[str, str], fmt: ImportFormat) -> tuple[HotlineRequest, list[Note]]:
+def grid_route(
+    grid: str | None,
+    has_location: bool,
+    fmt: ImportFormat,
+    known_grids: frozenset[str] | None,
+) -> tuple[str | None, str]:
+    """The grid code to send and the path the request takes to its grid (``GRID_*``)."""
+    if grid is None:
+        return None, GRID_BY_POINT if has_location else GRID_NONE
+    if known_grids is None or grid in known_grids:
+        return grid, GRID_BY_CODE
+    if fmt.unknown_grid == "locate" and has_location:
+        return None, GRID_UNKNOWN_LOCATED
+    return grid, GRID_UNKNOWN_DEAD_LETTER
+
+
+def _row_request(
+    row: Mapping[str, str], fmt: ImportFormat, known_grids: frozenset[str] | None = None
+) -> tuple[HotlineRequest, list[Note]]:
     """Build one row's message and its report notes; raise ``_Invalid``."""
     notes: list[Note] = []
     cols = fmt.columns
@@ -170,7 +198,7 @@ def _row_request(row: Mapping[str, str], fmt: ImportFormat) -> tuple[HotlineRequ
         raise _Invalid("bad_created", f"{cols.created}={created_text!r}") from None
 
     category_value = _cell(row, cols.category)
-    category = fmt.categories.map.get(category_value)
+    category = fmt.categories.code_for(category_value)
     if category is None:
         notes.append(("unknown_categories", category_value))
         category = fmt.categories.other
@@ -202,6 +230,10 @@ def _row_request(row: Mapping[str, str], fmt: ImportFormat) -> tuple[HotlineRequ
             notes.append(("bad_coordinates", ""))
     if location is None:
         notes.append(("without_location", ""))
+    sent_grid, route = grid_route(grid, location is not None, fmt, known_grids)
+    notes.append(("grid_paths", route))
+    if route in (GRID_UNKNOWN_LOCATED, GRID_UNKNOWN_DEAD_LETTER):
+        notes.append(("unknown_grid_codes", grid or ""))
 
     address = " ".join(p for p in (_cell(row, c) for c in cols.address) if p)[:ADDRESS_MAX]
     try:
@@ -213,7 +245,7 @@ def _row_request(row: Mapping[str, str], fmt: ImportFormat) -> tuple[HotlineRequ
             category=category,
             location=location,
             address=address or None,
-            grid=grid,
+            grid=sent_grid,
             caller_id=_cell(row, cols.caller_id) or None,
             text="",
         )
@@ -314,11 +346,20 @@ def check_columns(columns: Sequence[str], fmt: ImportFormat) -> None:
 
 
 def replay_frame(
-    df: pd.DataFrame, fmt: ImportFormat, source: str = "", *, cases: bool = False
+    df: pd.DataFrame,
+    fmt: ImportFormat,
+    source: str = "",
+    *,
+    cases: bool = False,
+    city: City | None = None,
 ) -> ReplayBatch:
     """Turn an all-string DataFrame of one export into emissions sorted by event time:
-    hotline requests, plus (``cases``) the case events of each request's lifecycle."""
+    hotline requests, plus (``cases``) the case events of each request's lifecycle.
+
+    With ``city``, grid codes it does not know take the format's ``unknown_grid`` path (a
+    request bound for the dead-letter topic gets no case events: ``cases_skipped``)."""
     check_columns(list(df.columns), fmt)
+    known_grids = frozenset(city.grid_paths) if city is not None else None
     report = ImportReport(source=source, format=fmt.name, rows=len(df))
     emitted_ids: set[str] = set()
     emissions: list[Emission] = []
@@ -330,9 +371,11 @@ def replay_frame(
                 raise _Invalid("empty_id")
             if rid in emitted_ids:
                 raise _Invalid("duplicate_id", "an earlier row with this id was emitted")
-            msg, notes = _row_request(row, fmt)
+            msg, notes = _row_request(row, fmt, known_grids)
             case_events: list[CaseEvent] = []
-            if cases:
+            if cases and ("grid_paths", GRID_UNKNOWN_DEAD_LETTER) in notes:
+                notes.append(("cases_skipped", ""))
+            elif cases:
                 try:
                     case_events, case_notes = _row_case_events(row, fmt, rid, msg.occurred_at)
                 except ValidationError as exc:
@@ -372,10 +415,35 @@ def replay_frame(
     return ReplayBatch(emissions=emissions, report=report)
 
 
-def read_export(path: str | Path, fmt: ImportFormat, *, cases: bool = False) -> ReplayBatch:
-    """Read one CSV export (every cell as text, nothing turned into NaN) and replay it."""
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    return replay_frame(df, fmt, source=str(path), cases=cases)
+def grid_problems(report: ImportReport, city: City) -> list[str]:
+    """A grid template that renders none of the city's codes (every coded row bound for the
+    dead-letter topic)."""
+    unknown = report.grid_paths[GRID_UNKNOWN_DEAD_LETTER]
+    if not unknown or report.grid_paths[GRID_BY_CODE]:
+        return []
+    seen = ", ".join(sorted(report.unknown_grid_codes)[:3])
+    known = ", ".join(sorted(city.grid_paths)[:3])
+    return [
+        f"none of the {unknown} rows' grid codes is a grid of city {city.code} (export: {seen}, "
+        f"...; city: {known}, ...): check the format's grid_template or the city file"
+    ]
+
+
+def read_frame(source: str | Path, fmt: ImportFormat) -> pd.DataFrame:
+    """One export as an all-string frame: a CSV file (nothing turned into NaN), or for an
+    ``open311`` format a GeoReport v2 JSON file or (paged) URL."""
+    if fmt.reader == "open311":
+        from sources.open311 import read_requests, requests_frame
+
+        return requests_frame(read_requests(str(source)))
+    return pd.read_csv(source, dtype=str, keep_default_na=False)
+
+
+def read_export(
+    path: str | Path, fmt: ImportFormat, *, cases: bool = False, city: City | None = None
+) -> ReplayBatch:
+    """Read one export (see ``read_frame``) and replay it."""
+    return replay_frame(read_frame(path, fmt), fmt, source=str(path), cases=cases, city=city)
 
 
 def _counts(counter: Mapping[str, int]) -> str:
@@ -389,6 +457,7 @@ def report_text(report: ImportReport) -> str:
         f"  rows {report.rows}, emitted {report.emitted}, invalid {len(report.invalid)}",
         f"  without grid {report.without_grid}, without location {report.without_location}"
         f" (unusable coordinates {report.bad_coordinates})",
+        f"  grid paths: {_counts(report.grid_paths)}",
     ]
     labelled = [
         ("invalid by reason", report.invalid_by_reason),
@@ -396,6 +465,7 @@ def report_text(report: ImportReport) -> str:
         ("unknown channels (mapped to default)", report.unknown_channels),
         ("unknown statuses", report.unknown_statuses),
         ("unusable grid values", report.bad_grid_values),
+        ("grid codes the city does not know", report.unknown_grid_codes),
     ]
     lines += [f"  {label}: {_counts(c)}" for label, c in labelled if c]
     if report.case_events:
@@ -407,6 +477,8 @@ def report_text(report: ImportReport) -> str:
             f" end times before creation (moved to creation) {report.end_before_created};"
             f" closed without an end time (left open) {report.no_end_time}",
         ]
+        if report.cases_skipped:
+            lines.append(f"  no case events (request dead-lettered) {report.cases_skipped}")
         if report.bad_times:
             lines.append(f"  unparseable times (ignored): {_counts(report.bad_times)}")
     for bad in report.invalid[:LISTED_INVALID]:

@@ -509,12 +509,13 @@ CITY_CASES = {
         "H-101005000003": ([*OPENING, "extend"], "acknowledged", "2024-01-05T11:20:00-05:00"),
         "H-101005000004": ([*OPENING, *CLOSING], "closed", None),  # no sla_target_dt
     },
-    "baltimore311": {
-        "H-23-00000001": ([*OPENING, "extend", *CLOSING], "closed", "2023-01-10T14:00:00+00:00"),
-        "H-23-00000002": ([*OPENING, "extend", "void"], "voided", "2023-01-06T15:00:00+00:00"),
-        "H-23-00000003": ([*OPENING, "void"], "voided", None),  # transferred, no CloseDate
-        "H-23-00000004": ([*OPENING, "extend"], "acknowledged", "2023-01-19T08:00:00+00:00"),
-        "H-23-00000005": ([*OPENING, "extend", *CLOSING], "closed", "2023-01-13T08:00:00+00:00"),
+    "baltimore311": {  # local Eastern times (EDT), void-like "(Duplicate)" statuses
+        "H-18-00000001": ([*OPENING, "extend", *CLOSING], "closed", "2018-04-19T11:11:26-04:00"),
+        "H-18-00000002": ([*OPENING, "extend", "void"], "voided", "2018-04-16T13:06:56-04:00"),
+        "H-18-00000003": ([*OPENING, "void"], "voided", None),  # Open (Duplicate), no due
+        "H-18-00000004": ([*OPENING, "extend"], "acknowledged", "2018-04-28T08:00:00-04:00"),
+        "H-18-00000005": ([*OPENING, "extend", *CLOSING], "closed", "2018-04-17T22:00:00-04:00"),
+        "H-18-00000006": ([*OPENING, "extend", "void"], "voided", "2018-04-25T14:15:00-04:00"),
     },
 }
 
@@ -539,13 +540,18 @@ def test_other_city_exports_map_declaratively(name: str) -> None:
         assert states[cid][0] == stage, cid
 
 
-def test_baltimore_void_times_and_per_column_format() -> None:
+def test_baltimore_reads_a_real_export_layout() -> None:
     fmt = load_format("baltimore311")
-    assert fmt.time_format("due") == "%Y/%m/%d %H:%M:%S"
-    assert fmt.time_format("closed") == fmt.datetime_format
-    cases = _by_case(read_export(FIXTURES / "baltimore311_sample.csv", fmt, cases=True))
-    assert cases["H-23-00000002"][-1].occurred_at == _utc("2023-01-04T10:00:00+00:00")
-    assert cases["H-23-00000003"][-1].occurred_at == _utc("2023-01-04T11:00:00+00:00")
+    batch = read_export(FIXTURES / "baltimore311_sample.csv", fmt, cases=True)
+    cases = _by_case(batch)
+    requests = {e.message.request_id: e.message for e in batch.emissions if e.stream == "hotline"}
+    assert requests["18-00000002"].occurred_at == _utc("2018-04-12T13:06:56-04:00")  # PM
+    assert requests["18-00000002"].category == "facilities.pothole"  # "TRM-Pothole Repair"
+    assert requests["18-00000006"].category == "sanitation.rodents"  # by regex
+    assert {r.channel for r in requests.values()} == {"phone", "other"}
+    assert not batch.report.unknown_channels and not batch.report.unknown_statuses
+    assert cases["H-18-00000002"][-1].occurred_at == _utc("2018-04-13T10:00:00-04:00")
+    assert cases["H-18-00000003"][-1].occurred_at == _utc("2018-04-13T11:00:00-04:00")
     assert {"duplicate", "transferred", "cancelled", "referred"} == VOID_LIKE
 
 
