@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from infra.broker import TansuBroker
+from infra.caller_salt import ensure_caller_salt
 from infra.clickhouse_server import ClickHouseServer
 from infra.s3 import SeaweedS3
 from infra.service import ServiceError, ServiceStatus
@@ -90,6 +91,7 @@ class LocalStack:
             state and state.get("clickhouse_server") and self.clickhouse.is_running()
         )
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        ensure_caller_salt(self.data_dir)
         self.state_file.write_text(
             json.dumps(
                 {"durable": self.durable, "clickhouse_server": with_ch, "since": time.time()}

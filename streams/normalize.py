@@ -8,6 +8,7 @@ caller-id hashing. No I/O: the agent feeds messages in, the sink takes rows out.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 import re
 from dataclasses import dataclass, field
@@ -72,10 +73,11 @@ PENDING = GridPath(district="", street="", community="", grid="~pending")
 
 
 def hash_caller(caller_id: str | None, salt: bytes) -> str:
-    """Salted SHA-256 of a caller id: lets repeat callers be counted, never re-identified."""
+    """HMAC-SHA256 of a caller id keyed by ``salt`` (first 32 hex digits; "" for none): lets
+    repeat callers be counted within one key period, never re-identified without the key."""
     if not caller_id:
         return ""
-    return hashlib.sha256(salt + caller_id.encode()).hexdigest()[:32]
+    return hmac.new(salt, caller_id.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def time_bounds(record_s: float, rules: Rules) -> tuple[float, float]:

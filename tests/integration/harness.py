@@ -107,7 +107,7 @@ class WorkerProc:
         return self.http.get("/stats/").json()
 
     def query(self, sql: str) -> list[list[str]]:
-        r = self.http.post("/query/", content=sql.encode())
+        r = self.http.post("/query/", json={"sql": sql})
         assert r.status_code == 200, r.text
         return [line.split("\t") for line in r.text.splitlines() if line]
 
