@@ -1,0 +1,2 @@
+"""Evaluations that need the whole stack offline: the simulator's labelled incidents scored
+against the shipped detectors (``gridpulse.evaluate.incidents``)."""
