@@ -150,6 +150,8 @@ class DetectSettings(BaseModel):
     backfill_hours: int = Field(0, ge=0)
     # sensor rules (graded thresholds with hysteresis, rate, stuck, silent) on every reading
     sensor_rules: bool = True
+    # patrol gaps: a grid without an inspector report for longer than its interval (24 h)
+    patrol_gaps: bool = True
     # a DetectionConfig YAML (scales, per-category sensitivity, sensitive periods, lifecycle);
     # default: the shipped defaults in the city's time zone
     config_file: Path | None = None

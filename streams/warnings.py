@@ -28,7 +28,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,7 +44,11 @@ from sinks.base import BatchSink, RetryPolicy, Store, StoreLayout
 from sinks.base.store import DETECTION_CURSOR, INGEST_PROGRESS, WARNINGS, HourlyCount
 from streams.detect.config import ALERT_THRESHOLD, DetectionConfig, sensitivity_at
 from streams.detect.lifecycle import WarningLifecycle
+from streams.detect.patrol import PatrolConfig, PatrolGaps
+from streams.detect.patrol import rebuild as rebuild_patrol
 from streams.detect.seasonal import SeasonalDetector, SeriesState, verdicts
+from streams.detect.sensors import RULES_LIFECYCLE
+from streams.detect.verdict import Verdict
 
 log = logging.getLogger("gridpulse.warnings")
 
@@ -55,6 +59,7 @@ COUNTED_SOURCES = ("inspector", "hotline")
 
 COUNT_KINDS = ("count_spike", "count_drop", "level_shift")
 """The warning kinds the count detector's verdicts carry."""
+PATROL_KINDS = ("patrol_gap",)
 
 Key = tuple[tuple[str, str], ...]
 """A count key: sorted (label, value) pairs, e.g. district, street, grid_code, category."""
@@ -209,6 +214,52 @@ class CountJudge:
         return out
 
 
+class PatrolJudge:
+    """Patrol gaps per grid from the hourly inspector counts (pure, no I/O): a grid with no
+    inspector report for longer than its interval warns, escalating with the gap; its next
+    report resolves it. An hour with reports counts as patrolled up to its last second."""
+
+    def __init__(
+        self,
+        grids: Mapping[str, Mapping[str, str]],
+        config: PatrolConfig | None = None,
+        lifecycle: WarningLifecycle | None = None,
+    ) -> None:
+        self.labels = grids
+        self.config = config or PatrolConfig()
+        self.lifecycle = lifecycle or WarningLifecycle(RULES_LIFECYCLE)
+        self.gaps = PatrolGaps(self.config, grids)
+
+    def rebuild(self, history: Iterable[HourlyCount], until_s: int) -> None:
+        """Each grid's last patrolled hour before ``until_s``; grids without one are watched
+        from the first stored hour. Open gaps fire again at the next judged hour, and the
+        lifecycle (rebuilt from the stored warnings) drops those already published."""
+        last: dict[str, int] = {}
+        first = until_s
+        for row in history:
+            first = min(first, row.bucket_s)
+            if row.source == "inspector" and row.grid_code in self.labels:
+                last[row.grid_code] = max(last.get(row.grid_code, 0), row.bucket_s + HOUR - 1)
+        reports = {grid: (_at(t), "") for grid, t in last.items()}
+        self.gaps = rebuild_patrol(reports, self.config, self.labels, self.labels, _at(first))
+
+    def judge(self, bucket_s: int, rows: Iterable[HourlyCount]) -> list[EarlyWarning]:
+        """Feed one closed hour's inspector counts; the revisions it publishes."""
+        end = bucket_s + HOUR
+        if not self.gaps.grids:
+            self.gaps.track(self.labels, _at(bucket_s))
+        verdicts: list[Verdict] = []
+        patrolled = {r.grid_code for r in rows if r.source == "inspector" and r.n > 0}
+        for grid in sorted(patrolled & set(self.labels)):
+            verdicts += self.gaps.observe(grid, _at(end - 1))
+        verdicts += self.gaps.due(_at(end), _at(end))
+        return self.lifecycle.observe_all(verdicts)
+
+
+def _at(epoch_s: int) -> datetime:
+    return datetime.fromtimestamp(epoch_s, UTC)
+
+
 def _by_hour(rows: Iterable[HourlyCount]) -> dict[int, Counter[Key]]:
     hours: dict[int, list[HourlyCount]] = {}
     for row in rows:
@@ -296,6 +347,18 @@ class WarningRuntime:
         self.outlet = WarningOutlet(settings, store, layout, send)
         self.sink = self.outlet.sink
         self.judge: CountJudge | None = None
+        self.patrol: PatrolJudge | None = None
+        paths = settings.city.grid_paths
+        self.grid_labels: dict[str, Mapping[str, str]] = {
+            code: {
+                "district": p.district,
+                "street": p.street,
+                "community": p.community,
+                "grid_code": code,
+            }
+            for code, p in paths.items()
+            if p.district
+        }
         self.cursor: int | None = None
         self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detect")
         self.stats = {"hours_judged": 0, "published": 0, "firing": 0, "last_judged": 0}
@@ -314,7 +377,7 @@ class WarningRuntime:
         now = time.time() if now is None else now
         await self._report_progress(now)
         if self.judge_partition not in self.assigned():
-            self.judge = None  # another worker judges; rebuild if it comes back
+            self.judge = self.patrol = None  # another worker judges; rebuilt if it comes back
             return []
         rows = await self.store.ingest_progress()
         watermark = watermark_of(rows, self.expected_partitions())
@@ -340,7 +403,12 @@ class WarningRuntime:
 
     async def _take_over(self, watermark: int, grace: int) -> None:
         stored = await self.sink.retrying("reading warnings", self.store.latest_warnings)
-        lifecycle = WarningLifecycle.rebuild(stored, self.config.lifecycle)
+        lifecycle = WarningLifecycle.rebuild(
+            [w for w in stored if w.kind in COUNT_KINDS], self.config.lifecycle
+        )
+        patrol_lifecycle = WarningLifecycle.rebuild(
+            [w for w in stored if w.kind in PATROL_KINDS], RULES_LIFECYCLE
+        )
         cursor = await self.sink.retrying(
             "reading the detection cursor", lambda: self.store.detection_cursor(SCALE)
         )
@@ -361,6 +429,9 @@ class WarningRuntime:
         loop = asyncio.get_running_loop()
         t = time.perf_counter()
         await loop.run_in_executor(self._cpu, judge.rebuild, history, resume)
+        if self.settings.detect.patrol_gaps:
+            self.patrol = PatrolJudge(self.grid_labels, lifecycle=patrol_lifecycle)
+            self.patrol.rebuild(history, resume)
         self.judge, self.cursor = judge, resume - HOUR
         self.stats["firing"] = len(lifecycle.firing())
         log.info(
@@ -382,6 +453,8 @@ class WarningRuntime:
         counts = hour_counts(rows)
         loop = asyncio.get_running_loop()
         warnings = await loop.run_in_executor(self._cpu, self.judge.judge, bucket, counts)
+        if self.patrol is not None:
+            warnings += self.patrol.judge(bucket, rows)
         await self.outlet.emit(warnings)
         cursor = pd.DataFrame(
             [(SCALE, bucket, int(time.time()))], columns=list(self.tables[DETECTION_CURSOR].columns)

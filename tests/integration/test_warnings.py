@@ -1,6 +1,7 @@
 """Early warnings on the real pipeline: a burst of inspector reports in one grid, after a
 week of ordinary traffic, raises one count_spike warning for that grid that later resolves:
-each revision once in the store and on the warnings topic, also across a worker SIGKILL."""
+each revision once in the store and on the warnings topic, also across a worker SIGKILL.
+Grids nobody patrolled carry one open patrol gap each; the patrolled ones none."""
 
 from __future__ import annotations
 
@@ -132,5 +133,14 @@ def test_a_burst_raises_one_warning_that_resolves(broker, tmp_path, kill):
         )
         assert int(active[0][0]) == 0
         worker.query(WARNINGS_SQL.format(db="gridpulse"))  # the live view's panel runs
+        gaps = dict(
+            worker.query(
+                "SELECT grid_code, count() FROM gridpulse.active_warnings "
+                "WHERE kind = 'patrol_gap' GROUP BY grid_code"
+            )
+        )
+        unpatrolled = next(g.code for g in city.iter_grids() if g.code not in grids)
+        assert not set(gaps) & set(grids), "patrolled grids have no gap"
+        assert int(gaps[unpatrolled]) == 1
     finally:
         worker.stop()

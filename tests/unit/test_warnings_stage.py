@@ -10,7 +10,17 @@ from datetime import UTC, datetime
 from core.city import UNLOCATED
 from sinks.base.store import HourlyCount
 from streams.detect.config import DetectionConfig
-from streams.warnings import HOUR, CountJudge, closed_hours, hour_counts, keys_of, watermark_of
+from streams.detect.lifecycle import WarningLifecycle
+from streams.detect.sensors import RULES_LIFECYCLE
+from streams.warnings import (
+    HOUR,
+    CountJudge,
+    PatrolJudge,
+    closed_hours,
+    hour_counts,
+    keys_of,
+    watermark_of,
+)
 
 T0 = int(datetime(2026, 3, 2, tzinfo=UTC).timestamp())  # a Monday, 00:00 UTC
 
@@ -96,3 +106,24 @@ def test_a_burst_after_warm_up_fires_once_and_resolves_once() -> None:
     mine = [w for w in later if w.fingerprint == grid_spikes[0].fingerprint]
     assert [(w.status, w.revision) for w in mine] == [("resolved", 1)]
     assert Counter(w.fingerprint for w in fired + later).most_common(1)[0][1] <= 2
+
+
+def test_a_grid_nobody_patrols_warns_once_and_its_next_report_resolves_it() -> None:
+    labels = {
+        g: {"district": "D1", "street": "S1", "community": "C1", "grid_code": g}
+        for g in ("G1", "G2")
+    }
+    history = [row(T0 + h * HOUR, "G1", 1) for h in range(0, 72, 6)]
+    end = T0 + 72 * HOUR
+    patrol = PatrolJudge(labels)
+    patrol.rebuild(history, end)
+    first = patrol.judge(end, [])
+    assert [(w.kind, w.where.grid_code, w.status) for w in first] == [
+        ("patrol_gap", "G2", "firing")
+    ]
+    assert first[0].severity == "major"  # 72 h without a report: twice the 24 h interval
+    restarted = PatrolJudge(labels, lifecycle=WarningLifecycle.rebuild(first, RULES_LIFECYCLE))
+    restarted.rebuild(history, end + HOUR)
+    assert restarted.judge(end + HOUR, []) == []  # the open gap is not published again
+    closed = restarted.judge(end + 2 * HOUR, [row(end + 2 * HOUR, "G2", 1)])
+    assert [(w.where.grid_code, w.status, w.revision) for w in closed] == [("G2", "resolved", 1)]
