@@ -152,6 +152,8 @@ class DetectSettings(BaseModel):
     sensor_rules: bool = True
     # patrol gaps: a grid without an inspector report for longer than its interval (24 h)
     patrol_gaps: bool = True
+    # hotspots: the same subcategory rising in adjacent grids within an hour
+    hotspots: bool = True
     # a DetectionConfig YAML (scales, per-category sensitivity, sensitive periods, lifecycle);
     # default: the shipped defaults in the city's time zone
     config_file: Path | None = None

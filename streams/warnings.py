@@ -36,6 +36,7 @@ from typing import Any
 
 import pandas as pd
 import yaml
+from shapely.geometry import shape
 
 from core.city import UNLOCATED
 from core.settings import Settings
@@ -48,6 +49,7 @@ from streams.detect.patrol import PatrolConfig, PatrolGaps
 from streams.detect.patrol import rebuild as rebuild_patrol
 from streams.detect.seasonal import SeasonalDetector, SeriesState, verdicts
 from streams.detect.sensors import RULES_LIFECYCLE
+from streams.detect.spatial import HotspotConfig, Hotspots, adjacency
 from streams.detect.verdict import Verdict
 
 log = logging.getLogger("gridpulse.warnings")
@@ -60,6 +62,7 @@ COUNTED_SOURCES = ("inspector", "hotline")
 COUNT_KINDS = ("count_spike", "count_drop", "level_shift")
 """The warning kinds the count detector's verdicts carry."""
 PATROL_KINDS = ("patrol_gap",)
+HOTSPOT_KINDS = ("hotspot",)
 
 Key = tuple[tuple[str, str], ...]
 """A count key: sorted (label, value) pairs, e.g. district, street, grid_code, category."""
@@ -153,6 +156,9 @@ class CountJudge:
         self.states: dict[Key, SeriesState] = {}
         self._fingerprints: dict[Key, tuple[str, ...]] = {}
         self.since: datetime | None = None  # the first hour of the city's data
+        # the last judged hour, per category: each grid's count, and its expectation when warm
+        self.grid_counts: dict[str, dict[str, int]] = {}
+        self.grid_expected: dict[str, dict[str, float]] = {}
 
     def rebuild(self, history: Iterable[HourlyCount], until_s: int) -> None:
         """Detector states as if every hour from the first stored hour to ``until_s`` had
@@ -186,6 +192,7 @@ class CountJudge:
         at = datetime.fromtimestamp(bucket_s, UTC)
         if self.since is None:
             self.since = at
+        self.grid_counts, self.grid_expected = {}, {}
         out: list[EarlyWarning] = []
         for key in sorted(set(self.states) | set(counts)):
             state = self.states.get(key)
@@ -196,6 +203,13 @@ class CountJudge:
                 self.states[key] = state
             labels = dict(key)
             category = labels["category"]
+            grid = labels.get("grid_code")
+            if grid is not None:
+                self.grid_counts.setdefault(category, {})[grid] = int(counts.get(key, 0))
+                if self.detector.is_warm(state):
+                    self.grid_expected.setdefault(category, {})[grid] = self.detector.expected(
+                        state, at
+                    )
             assessment = self.detector.update(
                 state, at, float(counts.get(key, 0)), sensitivity_at(self.config, category, at)
             )
@@ -253,6 +267,46 @@ class PatrolJudge:
         for grid in sorted(patrolled & set(self.labels)):
             verdicts += self.gaps.observe(grid, _at(end - 1))
         verdicts += self.gaps.due(_at(end), _at(end))
+        return self.lifecycle.observe_all(verdicts)
+
+
+class HotspotJudge:
+    """The same subcategory rising in adjacent grids within one hour (pure, no I/O): fed each
+    judged hour's grid counts and the count detector's expectations of the warm grids."""
+
+    def __init__(
+        self,
+        neighbours: Mapping[str, frozenset[str]],
+        grids: Mapping[str, Mapping[str, str]],
+        config: HotspotConfig | None = None,
+        lifecycle: WarningLifecycle | None = None,
+    ) -> None:
+        self.hotspots = Hotspots(neighbours, config, grids)
+        self.lifecycle = lifecycle or WarningLifecycle(RULES_LIFECYCLE)
+
+    def restore(self, warnings: Iterable[EarlyWarning]) -> None:
+        """The open hotspots of the firing hotspot warnings (anchor = grid, members = the
+        ``grid:`` evidence, since = the window start)."""
+        snapshot: dict[str, list[tuple[str, list[str], int]]] = {}
+        for w in warnings:
+            if w.kind == "hotspot" and w.status == "firing":
+                members = [e.removeprefix("grid:") for e in w.evidence if e.startswith("grid:")]
+                since = int(w.window_start.timestamp())
+                snapshot.setdefault(w.category, []).append((w.where.grid_code, members, since))
+        self.hotspots.restore(snapshot)
+
+    def judge(
+        self,
+        bucket_s: int,
+        counts: Mapping[str, Mapping[str, int]],
+        expected: Mapping[str, Mapping[str, float]],
+    ) -> list[EarlyWarning]:
+        verdicts: list[Verdict] = []
+        start, end = _at(bucket_s), _at(bucket_s + HOUR)
+        for category in sorted(counts):
+            verdicts += self.hotspots.observe_window(
+                category, start, end, counts[category], expected.get(category, {})
+            )
         return self.lifecycle.observe_all(verdicts)
 
 
@@ -348,6 +402,8 @@ class WarningRuntime:
         self.sink = self.outlet.sink
         self.judge: CountJudge | None = None
         self.patrol: PatrolJudge | None = None
+        self.hotspots: HotspotJudge | None = None
+        self._neighbours: dict[str, frozenset[str]] | None = None
         paths = settings.city.grid_paths
         self.grid_labels: dict[str, Mapping[str, str]] = {
             code: {
@@ -377,7 +433,7 @@ class WarningRuntime:
         now = time.time() if now is None else now
         await self._report_progress(now)
         if self.judge_partition not in self.assigned():
-            self.judge = self.patrol = None  # another worker judges; rebuilt if it comes back
+            self.judge = self.patrol = self.hotspots = None  # rebuilt if it comes back
             return []
         rows = await self.store.ingest_progress()
         watermark = watermark_of(rows, self.expected_partitions())
@@ -390,6 +446,17 @@ class WarningRuntime:
         for bucket in closed_hours(self.cursor, watermark, grace):
             out.extend(await self._judge_hour(bucket, now))
         return out
+
+    def neighbours(self) -> dict[str, frozenset[str]]:
+        """Grid adjacency from the city's polygons (edge neighbours), computed once."""
+        if self._neighbours is None:
+            polygons = {
+                g.code: shape(g.polygon.model_dump())
+                for g in self.settings.city.iter_grids()
+                if g.polygon is not None
+            }
+            self._neighbours = adjacency(polygons, min_shared=1e-6)
+        return self._neighbours
 
     async def _report_progress(self, now: float) -> None:
         rows = self.progress(now)
@@ -409,6 +476,7 @@ class WarningRuntime:
         patrol_lifecycle = WarningLifecycle.rebuild(
             [w for w in stored if w.kind in PATROL_KINDS], RULES_LIFECYCLE
         )
+        hotspot_warnings = [w for w in stored if w.kind in HOTSPOT_KINDS]
         cursor = await self.sink.retrying(
             "reading the detection cursor", lambda: self.store.detection_cursor(SCALE)
         )
@@ -432,6 +500,10 @@ class WarningRuntime:
         if self.settings.detect.patrol_gaps:
             self.patrol = PatrolJudge(self.grid_labels, lifecycle=patrol_lifecycle)
             self.patrol.rebuild(history, resume)
+        if self.settings.detect.hotspots:
+            lifecycle_h = WarningLifecycle.rebuild(hotspot_warnings, RULES_LIFECYCLE)
+            self.hotspots = HotspotJudge(self.neighbours(), self.grid_labels, lifecycle=lifecycle_h)
+            self.hotspots.restore(hotspot_warnings)
         self.judge, self.cursor = judge, resume - HOUR
         self.stats["firing"] = len(lifecycle.firing())
         log.info(
@@ -455,6 +527,9 @@ class WarningRuntime:
         warnings = await loop.run_in_executor(self._cpu, self.judge.judge, bucket, counts)
         if self.patrol is not None:
             warnings += self.patrol.judge(bucket, rows)
+        if self.hotspots is not None:
+            judge = self.judge
+            warnings += self.hotspots.judge(bucket, judge.grid_counts, judge.grid_expected)
         await self.outlet.emit(warnings)
         cursor = pd.DataFrame(
             [(SCALE, bucket, int(time.time()))], columns=list(self.tables[DETECTION_CURSOR].columns)

@@ -127,3 +127,36 @@ def test_a_grid_nobody_patrols_warns_once_and_its_next_report_resolves_it() -> N
     assert restarted.judge(end + HOUR, []) == []  # the open gap is not published again
     closed = restarted.judge(end + 2 * HOUR, [row(end + 2 * HOUR, "G2", 1)])
     assert [(w.where.grid_code, w.status, w.revision) for w in closed] == [("G2", "resolved", 1)]
+
+
+def test_the_same_category_rising_in_adjacent_grids_is_one_hotspot() -> None:
+    from shapely.geometry import box
+
+    from streams.detect.spatial import adjacency
+    from streams.warnings import HotspotJudge
+
+    grids = ("G1", "G2", "G3")
+    neighbours = adjacency({g: box(i, 0, i + 1, 1) for i, g in enumerate(grids)}, min_shared=1e-6)
+    labels = {
+        g: {"district": "D1", "street": "S1", "community": "C1", "grid_code": g} for g in grids
+    }
+    hours = 24 * 9
+    judge = CountJudge(DetectionConfig(timezone="UTC"))
+    judge.rebuild(_history(hours, g3_from=0), until_s=T0 + hours * HOUR)
+    burst = T0 + hours * HOUR
+    judge.judge(burst, hour_counts([row(burst, g, 9) for g in grids]))
+    hot = HotspotJudge(neighbours, labels)
+    fired = hot.judge(burst, judge.grid_counts, judge.grid_expected)
+    assert [(w.kind, w.status, sorted(w.evidence)) for w in fired] == [
+        ("hotspot", "firing", ["grid:G1", "grid:G2", "grid:G3"])
+    ]
+    restarted = HotspotJudge(
+        neighbours, labels, lifecycle=WarningLifecycle.rebuild(fired, RULES_LIFECYCLE)
+    )
+    restarted.restore(fired)
+    quiet = burst + HOUR
+    judge.judge(quiet, hour_counts([]))
+    ended = restarted.judge(quiet, judge.grid_counts, judge.grid_expected)
+    assert [(w.fingerprint, w.status, w.revision) for w in ended] == [
+        (fired[0].fingerprint, "resolved", 1)
+    ]
