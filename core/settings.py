@@ -154,6 +154,9 @@ class DetectSettings(BaseModel):
     patrol_gaps: bool = True
     # hotspots: the same subcategory rising in adjacent grids within an hour
     hotspots: bool = True
+    # duplicate clusters (reports of one problem within a radius and time) and repeat
+    # complaints (the same hashed caller within 30 days), on every stored report/request
+    report_rules: bool = True
     # a DetectionConfig YAML (scales, per-category sensitivity, sensitive periods, lifecycle);
     # default: the shipped defaults in the city's time zone
     config_file: Path | None = None

@@ -121,6 +121,8 @@ def register_warnings(
             await warnings.tick()
             if runtime.sensors is not None:
                 await runtime.sensors.tick(time.time())
+            if runtime.reports is not None:
+                await runtime.reports.tick(time.time(), runtime.faust.assignment())
         except SinkStopped as exc:
             log.warning("detection stopped while storing (it resumes from the cursor): %s", exc)
         runtime.spent("detect", t)

@@ -20,6 +20,7 @@ from streams.agents import (
 )
 from streams.case_agent import CaseRuntime
 from streams.faust_adapter import FaustView
+from streams.report_warnings import ReportWatch
 from streams.runtime import Runtime
 from streams.sensor_warnings import SensorWatch
 from streams.transport import App, consumer_options
@@ -67,6 +68,8 @@ def create_app(settings: Settings, store: Store, layout: StoreLayout) -> tuple[f
         runtime.warnings = warnings
         if settings.detect.sensor_rules:
             runtime.sensors = SensorWatch(settings, store, warnings.outlet, runtime.ingest_progress)
+        if settings.detect.report_rules:
+            runtime.reports = ReportWatch(settings, store, warnings.outlet, runtime.ingest_progress)
         register_warnings(app, settings, runtime, warnings)
     register_ingest(app, settings, runtime)
     register_lifecycle(app, settings, runtime, cases)

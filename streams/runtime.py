@@ -21,6 +21,7 @@ from streams.case_agent import CaseRuntime
 from streams.faust_adapter import FaustView
 from streams.metrics import WorkerMetrics, state_metrics
 from streams.pipeline import Batch, Message, Normalizer, build_tables, case_envelopes
+from streams.report_warnings import ReportWatch
 from streams.sensor_warnings import SensorWatch
 from streams.warnings import WarningRuntime
 
@@ -76,6 +77,7 @@ class Runtime:
         self.cases: CaseRuntime | None = None
         self.warnings: WarningRuntime | None = None
         self.sensors: SensorWatch | None = None
+        self.reports: ReportWatch | None = None
         self.started = time.time()
         self.messages = 0
         self.events = 0
@@ -125,7 +127,10 @@ class Runtime:
         ev = batch.frames["events"]
         if self.sensors is not None:
             await self.sensors.on_stored(ev)
-            self.spent("sensor_rules", stored_at)
+            stored_at = self.spent("sensor_rules", stored_at)
+        if self.reports is not None:
+            await self.reports.on_stored(ev, self.faust.assignment())
+            self.spent("report_rules", stored_at)
         self.metrics.observe_events(ev)
         self.messages += batch.messages
         self.events += len(ev)
@@ -300,6 +305,7 @@ class Runtime:
             else {},
             "warnings": self.warnings.snapshot() if self.warnings else {},
             "sensor_rules": self.sensors.snapshot() if self.sensors else {},
+            "report_rules": self.reports.snapshot() if self.reports else {},
             "busy_s": {k: round(v, 3) for k, v in sorted(self.busy.items())},
             "rss_mb": rss_mb(),
         }

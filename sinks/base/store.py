@@ -126,6 +126,14 @@ class StateReader(Protocol):
         (sensor id, event time in epoch s, value, event id, source offset)."""
         ...
 
+    async def located_reports(
+        self, topic: str, partition: int, since_s: int
+    ) -> list[tuple[str, str, int, float, float, str, str, int]]:
+        """Reports and requests of ``topic[partition]`` from event time ``since_s`` in
+        consumption order: (event id, subcategory, event time in epoch s, lon, lat, grid,
+        caller hash, source offset); lon/lat are nan for unlocated ones."""
+        ...
+
     async def latest_warnings(self) -> list[EarlyWarning]:
         """The latest stored revision of every warning fingerprint."""
         ...

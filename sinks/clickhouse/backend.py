@@ -13,6 +13,7 @@ import asyncio
 import csv
 import io
 import json
+import math
 import re
 import threading
 import time
@@ -375,6 +376,15 @@ class ClickHouseBackend:
         rows = await self.rows(sql)
         return [(str(s), int(t), float(v), str(e), int(o)) for s, t, v, e, o in rows]
 
+    async def located_reports(
+        self, topic: str, partition: int, since_s: int
+    ) -> list[tuple[str, str, int, float, float, str, str, int]]:
+        sql = warning_tables.located_reports_sql(self.db, topic, partition, since_s)
+        return [
+            (str(e), str(c), int(t), _float(x), _float(y), str(g), str(h), int(o))
+            for e, c, t, x, y, g, h, o in await self.rows(sql)
+        ]
+
     async def latest_warnings(self) -> list[EarlyWarning]:
         rows = await self.rows(warning_tables.latest_warnings_sql(self.db))
         return [
@@ -395,6 +405,11 @@ class ClickHouseBackend:
     async def close(self) -> None:
         await self._run(self.close_sync)
         self._pool.shutdown(wait=True)
+
+
+def _float(value: Any) -> float:
+    """A Float64 cell; JSON outputs write NaN as null."""
+    return math.nan if value is None else float(value)
 
 
 def warning_of_row(row: dict[str, Any]) -> EarlyWarning:

@@ -141,6 +141,19 @@ def sensor_readings_sql(db: str, topic: str, partition: int, since_s: int) -> st
     )
 
 
+def located_reports_sql(db: str, topic: str, partition: int, since_s: int) -> str:
+    """Inspector reports and hotline requests read from ``topic[partition]`` with event time
+    from ``since_s``, in consumption order: event id, subcategory, event time (epoch s),
+    lon, lat (nan when unlocated), grid, caller hash, source offset."""
+    _name(topic)
+    return (
+        "SELECT event_id, subcategory, toUInt32(event_time), lon, lat, grid_code, caller_hash, "
+        f"src_offset FROM {db}.events WHERE source IN ('inspector', 'hotline') "
+        f"AND src_topic = '{topic}' AND src_partition = {int(partition)} "
+        f"AND event_time >= toDateTime({int(since_s)}, 'UTC') ORDER BY src_offset, src_index"
+    )
+
+
 _TIMES = frozenset({"window_start", "window_end", "started_at", "updated_at", "resolved_at"})
 
 
