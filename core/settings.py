@@ -157,6 +157,8 @@ class DetectSettings(BaseModel):
     # duplicate clusters (reports of one problem within a radius and time) and repeat
     # complaints (the same hashed caller within 30 days), on every stored report/request
     report_rules: bool = True
+    # backlog spikes: a handling unit's open cases rising abnormally (hourly snapshots)
+    backlog: bool = True
     # a DetectionConfig YAML (scales, per-category sensitivity, sensitive periods, lifecycle);
     # default: the shipped defaults in the city's time zone
     config_file: Path | None = None

@@ -43,6 +43,8 @@ from core.settings import Settings
 from core.warning import EarlyWarning, fingerprint
 from sinks.base import BatchSink, RetryPolicy, Store, StoreLayout
 from sinks.base.store import DETECTION_CURSOR, INGEST_PROGRESS, WARNINGS, HourlyCount
+from streams.detect.backlog import BacklogSpikes, open_counts, snapshot_times
+from streams.detect.backlog import rebuild as rebuild_backlog
 from streams.detect.config import ALERT_THRESHOLD, DetectionConfig, sensitivity_at
 from streams.detect.lifecycle import WarningLifecycle
 from streams.detect.patrol import PatrolConfig, PatrolGaps
@@ -63,6 +65,7 @@ COUNT_KINDS = ("count_spike", "count_drop", "level_shift")
 """The warning kinds the count detector's verdicts carry."""
 PATROL_KINDS = ("patrol_gap",)
 HOTSPOT_KINDS = ("hotspot",)
+BACKLOG_KINDS = ("backlog_spike",)
 
 Key = tuple[tuple[str, str], ...]
 """A count key: sorted (label, value) pairs, e.g. district, street, grid_code, category."""
@@ -310,6 +313,32 @@ class HotspotJudge:
         return self.lifecycle.observe_all(verdicts)
 
 
+class BacklogJudge:
+    """A handling unit's open cases rising abnormally: one snapshot of open cases per unit at
+    the end of each judged hour (pure, no I/O)."""
+
+    def __init__(self, lifecycle: WarningLifecycle | None = None) -> None:
+        self.spikes = BacklogSpikes()
+        self.lifecycle = lifecycle or WarningLifecycle(RULES_LIFECYCLE)
+
+    def rebuild(
+        self, lifetimes: Iterable[tuple[str, int, int]], since_s: int, until_s: int
+    ) -> None:
+        """The baselines after hourly snapshots in ``[since_s, until_s)``, from the cases'
+        lifetimes (unit, opened, ended or 0)."""
+        cases = [(u, _at(o), _at(e) if e else None) for u, o, e in lifetimes]
+        times = snapshot_times(_at(since_s + HOUR), _at(until_s + 1), timedelta(hours=1))
+        self.spikes = rebuild_backlog(open_counts(cases, times))
+
+    def judge(self, bucket_s: int, open_by_unit: Mapping[str, int]) -> list[EarlyWarning]:
+        """The snapshot at the end of a judged hour; the revisions it publishes."""
+        at = _at(bucket_s + HOUR)
+        verdicts: list[Verdict] = []
+        for unit in sorted(set(open_by_unit) | set(self.spikes.units)):
+            verdicts += self.spikes.observe(unit, at, open_by_unit.get(unit, 0))
+        return self.lifecycle.observe_all(verdicts)
+
+
 def _at(epoch_s: int) -> datetime:
     return datetime.fromtimestamp(epoch_s, UTC)
 
@@ -403,6 +432,7 @@ class WarningRuntime:
         self.judge: CountJudge | None = None
         self.patrol: PatrolJudge | None = None
         self.hotspots: HotspotJudge | None = None
+        self.backlog: BacklogJudge | None = None
         self._neighbours: dict[str, frozenset[str]] | None = None
         paths = settings.city.grid_paths
         self.grid_labels: dict[str, Mapping[str, str]] = {
@@ -433,7 +463,7 @@ class WarningRuntime:
         now = time.time() if now is None else now
         await self._report_progress(now)
         if self.judge_partition not in self.assigned():
-            self.judge = self.patrol = self.hotspots = None  # rebuilt if it comes back
+            self.judge = self.patrol = self.hotspots = self.backlog = None  # rebuilt on return
             return []
         rows = await self.store.ingest_progress()
         watermark = watermark_of(rows, self.expected_partitions())
@@ -477,6 +507,9 @@ class WarningRuntime:
             [w for w in stored if w.kind in PATROL_KINDS], RULES_LIFECYCLE
         )
         hotspot_warnings = [w for w in stored if w.kind in HOTSPOT_KINDS]
+        backlog_lifecycle = WarningLifecycle.rebuild(
+            [w for w in stored if w.kind in BACKLOG_KINDS], RULES_LIFECYCLE
+        )
         cursor = await self.sink.retrying(
             "reading the detection cursor", lambda: self.store.detection_cursor(SCALE)
         )
@@ -504,6 +537,12 @@ class WarningRuntime:
             lifecycle_h = WarningLifecycle.rebuild(hotspot_warnings, RULES_LIFECYCLE)
             self.hotspots = HotspotJudge(self.neighbours(), self.grid_labels, lifecycle=lifecycle_h)
             self.hotspots.restore(hotspot_warnings)
+        if self.settings.detect.backlog:
+            lifetimes = await self.sink.retrying(
+                "reading case lifetimes", lambda: self.store.case_lifetimes(since)
+            )
+            self.backlog = BacklogJudge(backlog_lifecycle)
+            self.backlog.rebuild(lifetimes, since, resume)
         self.judge, self.cursor = judge, resume - HOUR
         self.stats["firing"] = len(lifecycle.firing())
         log.info(
@@ -530,6 +569,11 @@ class WarningRuntime:
         if self.hotspots is not None:
             judge = self.judge
             warnings += self.hotspots.judge(bucket, judge.grid_counts, judge.grid_expected)
+        if self.backlog is not None:
+            backlog = await self.sink.retrying(
+                "reading open cases", lambda: self.store.open_cases(bucket + HOUR)
+            )
+            warnings += self.backlog.judge(bucket, backlog)
         await self.outlet.emit(warnings)
         cursor = pd.DataFrame(
             [(SCALE, bucket, int(time.time()))], columns=list(self.tables[DETECTION_CURSOR].columns)

@@ -134,6 +134,15 @@ class StateReader(Protocol):
         caller hash, source offset); lon/lat are nan for unlocated ones."""
         ...
 
+    async def case_lifetimes(self, since_s: int) -> list[tuple[str, int, int]]:
+        """(unit, opened, ended or 0) of the cases with a unit open at some time from
+        ``since_s``, in epoch seconds."""
+        ...
+
+    async def open_cases(self, at_s: int) -> dict[str, int]:
+        """Open cases per handling unit at ``at_s``."""
+        ...
+
     async def latest_warnings(self) -> list[EarlyWarning]:
         """The latest stored revision of every warning fingerprint."""
         ...

@@ -385,6 +385,14 @@ class ClickHouseBackend:
             for e, c, t, x, y, g, h, o in await self.rows(sql)
         ]
 
+    async def case_lifetimes(self, since_s: int) -> list[tuple[str, int, int]]:
+        rows = await self.rows(warning_tables.case_lifetimes_sql(self.db, since_s))
+        return [(str(u), int(o), int(e)) for u, o, e in rows]
+
+    async def open_cases(self, at_s: int) -> dict[str, int]:
+        rows = await self.rows(warning_tables.open_cases_sql(self.db, at_s))
+        return {str(u): int(n) for u, n in rows}
+
     async def latest_warnings(self) -> list[EarlyWarning]:
         rows = await self.rows(warning_tables.latest_warnings_sql(self.db))
         return [

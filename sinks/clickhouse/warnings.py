@@ -154,6 +154,32 @@ def located_reports_sql(db: str, topic: str, partition: int, since_s: int) -> st
     )
 
 
+_CASE_END = (
+    "multiIf(voided = 1, toUInt32(updated_at), toUInt32(closed_at) > 0, toUInt32(closed_at), "
+    "toUInt32(rejected_at) > 0, toUInt32(rejected_at), 0)"
+)
+"""When a case stopped being open (epoch s; 0 while open): closed, rejected or voided."""
+
+
+def case_lifetimes_sql(db: str, since_s: int) -> str:
+    """Per case with a handling unit that was open at some point from ``since_s``: unit,
+    opened (epoch s), ended (epoch s, 0 while open)."""
+    return (
+        f"SELECT unit, toUInt32(opened_at), {_CASE_END} AS ended FROM {db}.cases "
+        f"WHERE unit != '' AND (ended = 0 OR ended >= {int(since_s)})"
+    )
+
+
+def open_cases_sql(db: str, at_s: int) -> str:
+    """Open cases per handling unit at ``at_s`` (opened by then and not ended)."""
+    t = int(at_s)
+    return (
+        f"SELECT unit, count() FROM (SELECT unit, toUInt32(opened_at) AS opened, "
+        f"{_CASE_END} AS ended FROM {db}.cases WHERE unit != '') "
+        f"WHERE opened <= {t} AND (ended = 0 OR ended > {t}) GROUP BY unit"
+    )
+
+
 _TIMES = frozenset({"window_start", "window_end", "started_at", "updated_at", "resolved_at"})
 
 

@@ -160,3 +160,21 @@ def test_the_same_category_rising_in_adjacent_grids_is_one_hotspot() -> None:
     assert [(w.fingerprint, w.status, w.revision) for w in ended] == [
         (fired[0].fingerprint, "resolved", 1)
     ]
+
+
+def test_a_units_backlog_rising_abnormally_warns_and_rebuild_equals_streaming() -> None:
+    from streams.warnings import BacklogJudge
+
+    hours = 24 * 4
+    # about five open cases at any time: each opens at h and closes 5 hours later
+    lifetimes = [("roads", T0 + h * HOUR + 60, T0 + (h + 5) * HOUR + 60) for h in range(hours)]
+    streamed = BacklogJudge()
+    for h in range(hours):
+        at = T0 + (h + 1) * HOUR
+        open_now: Counter[str] = Counter(u for u, o, e in lifetimes if o <= at < e)
+        assert streamed.judge(T0 + h * HOUR, open_now) == []
+    rebuilt = BacklogJudge()
+    rebuilt.rebuild(lifetimes, T0, T0 + hours * HOUR)
+    assert rebuilt.spikes.snapshot() == streamed.spikes.snapshot()
+    fired = rebuilt.judge(T0 + hours * HOUR, {"roads": 40})
+    assert [(w.kind, w.unit, w.status) for w in fired] == [("backlog_spike", "roads", "firing")]
