@@ -21,15 +21,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
 from core.settings import Settings
-from core.warning import EarlyWarning
+from core.warning import EarlyWarning, fingerprint
 from sinks.base import Store
+from streams.detect.config import ALERT_THRESHOLD, value_lifecycle, value_series
 from streams.detect.lifecycle import WarningLifecycle
+from streams.detect.seasonal import SeasonalDetector, SeriesState, verdicts
 from streams.detect.sensors import RULES_LIFECYCLE, SensorRules, default_sensor_rules
 from streams.detect.verdict import Verdict
 from streams.warnings import WarningOutlet
@@ -42,6 +44,10 @@ SENSOR_KINDS = (
     "sensor_stuck",
     "sensor_silent",
 )
+VALUE_KINDS = ("sensor_anomaly", "level_shift")
+"""The seasonal method's kinds on a sensor series (fingerprints carry the sensor id)."""
+VALUE_HISTORY_S = 3 * 86_400
+"""Readings a rebuild reads at least: the seasonal method's warm-up (2 days) and a margin."""
 """The warning kinds of the sensor rules (their fingerprints rebuild this lifecycle)."""
 
 
@@ -103,6 +109,15 @@ class SensorWatch:
         self.rules: dict[int, SensorRules] = {}
         self.fed: dict[int, int] = {}  # partition -> last source offset fed to its rules
         self.lifecycle: WarningLifecycle | None = None
+        # the seasonal method on each sensor's series (value mode), one detector per kind
+        zone = city.timezone
+        self.value_detectors = {
+            kind: SeasonalDetector(value_series(), timedelta(seconds=k.expected_interval_s), zone)
+            for kind, k in self.config.kinds.items()
+        }
+        self.values: dict[str, SeriesState] = {}
+        self.value_lifecycle: WarningLifecycle | None = None
+        self._value_fps: dict[str, tuple[str, ...]] = {}
         self.stats = {"readings": 0, "published": 0}
 
     def _label(self, sensor_id: str) -> Mapping[str, str]:
@@ -115,7 +130,32 @@ class SensorWatch:
             )
             mine = [w for w in stored if w.kind in SENSOR_KINDS]
             self.lifecycle = WarningLifecycle.rebuild(mine, RULES_LIFECYCLE)
+            values = [w for w in stored if w.kind in VALUE_KINDS and w.sensor_id]
+            self.value_lifecycle = WarningLifecycle.rebuild(values, value_lifecycle())
         return self.lifecycle
+
+    def _assess(self, sensor_id: str, kind: str, at: datetime, value: float) -> list[Verdict]:
+        """The seasonal method's verdicts for one reading (none while quiet and not open)."""
+        detector = self.value_detectors.get(kind)
+        if detector is None:
+            return []
+        state = self.values.get(sensor_id)
+        if state is None:
+            state = self.values[sensor_id] = detector.new_state()
+        assessment = detector.update(state, at, value)
+        if assessment is None:
+            return []
+        labels = {**self._label(sensor_id), "sensor_id": sensor_id}
+        if assessment.score < ALERT_THRESHOLD and not self._value_open(sensor_id, labels):
+            return []
+        return verdicts(detector, assessment, labels, name="seasonal_value")
+
+    def _value_open(self, sensor_id: str, labels: Mapping[str, str]) -> bool:
+        fps = self._value_fps.get(sensor_id)
+        if fps is None:
+            fps = self._value_fps[sensor_id] = tuple(fingerprint(k, labels) for k in VALUE_KINDS)
+        tracks = self.value_lifecycle.tracks if self.value_lifecycle else {}
+        return any(fp in tracks and tracks[fp].firing for fp in fps)
 
     async def _rules(self, partition: int) -> SensorRules:
         rules = self.rules.get(partition)
@@ -123,14 +163,19 @@ class SensorWatch:
             return rules
         lifecycle = await self._lifecycle()
         rules = SensorRules(self.config, self._label)
-        since = int(time.time()) - int(rules.history_span_s())
+        since = int(time.time()) - max(int(rules.history_span_s()), VALUE_HISTORY_S)
         stored = await self.outlet.sink.retrying(
             f"reading the readings of {self.topic}[{partition}]",
             lambda: self.store.sensor_readings(self.topic, partition, since),
         )
+        values = self.value_lifecycle
+        assert values is not None
         before = {fp: t.revision for fp, t in lifecycle.tracks.items()}
         cutoff = max((t.published_at for t in lifecycle.tracks.values()), default=None)
+        before_v = {fp: t.revision for fp, t in values.tracks.items()}
+        cutoff_v = max((t.published_at for t in values.tracks.values()), default=None)
         replayed: list[EarlyWarning] = []
+        replayed_v: list[EarlyWarning] = []
         fed = -1
         for sensor_id, at_s, value, event_id, offset in stored:
             fed = max(fed, offset)
@@ -140,9 +185,13 @@ class SensorWatch:
                 replayed += lifecycle.observe_all(
                     rules.observe(sensor_id, kind, at, value, event_id)
                 )
+                replayed_v += values.observe_all(self._assess(sensor_id, kind, at, value))
         self.rules[partition] = rules
         self.fed[partition] = fed
-        await self._emit(catch_up(replayed, before, lifecycle, cutoff))
+        await self._emit(
+            catch_up(replayed, before, lifecycle, cutoff)
+            + catch_up(replayed_v, before_v, values, cutoff_v)
+        )
         log.info(
             "sensors: rebuilt %s[%d] from %d stored readings (%d sensors)",
             self.topic,
@@ -160,7 +209,8 @@ class SensorWatch:
         if readings.empty:
             return []
         lifecycle = await self._lifecycle()
-        verdicts: list[Verdict] = []
+        found: list[Verdict] = []
+        found_v: list[Verdict] = []
         for partition, part in readings.groupby("src_partition", sort=True):
             rules = await self._rules(int(partition))
             ordered = part[part["src_offset"] > self.fed.get(int(partition), -1)]
@@ -177,9 +227,13 @@ class SensorWatch:
                 kind = self.kind_of.get(sensor_id)
                 if kind is not None:
                     at = datetime.fromtimestamp(int(at_s), UTC)
-                    verdicts += rules.observe(sensor_id, kind, at, float(value), event_id)
+                    found += rules.observe(sensor_id, kind, at, float(value), event_id)
+                    found_v += self._assess(sensor_id, kind, at, float(value))
             self.stats["readings"] += len(part)
-        return await self._emit(lifecycle.observe_all(verdicts))
+        assert self.value_lifecycle is not None
+        return await self._emit(
+            lifecycle.observe_all(found) + self.value_lifecycle.observe_all(found_v)
+        )
 
     async def tick(self, now: float) -> list[EarlyWarning]:
         """Silent sensors of every owned partition, up to that partition's progress."""
@@ -187,13 +241,13 @@ class SensorWatch:
             return []
         lifecycle = await self._lifecycle()
         progress = {part: p for topic, part, p, _ in self.progress(now) if topic == self.topic}
-        verdicts: list[Verdict] = []
+        due: list[Verdict] = []
         clock = datetime.fromtimestamp(now, UTC)
         for partition, rules in sorted(self.rules.items()):
             if partition in progress:
                 watermark = datetime.fromtimestamp(progress[partition], UTC)
-                verdicts += rules.due_silent(clock, watermark)
-        return await self._emit(lifecycle.observe_all(verdicts))
+                due += rules.due_silent(clock, watermark)
+        return await self._emit(lifecycle.observe_all(due))
 
     def revoke(self, partitions: set[int]) -> None:
         for partition in partitions:
@@ -211,4 +265,5 @@ class SensorWatch:
             "partitions": sorted(self.rules),
             "sensors": sum(len(r.sensors) for r in self.rules.values()),
             "firing": len(self.lifecycle.firing()) if self.lifecycle else 0,
+            "value_firing": len(self.value_lifecycle.firing()) if self.value_lifecycle else 0,
         }

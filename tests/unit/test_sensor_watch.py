@@ -109,3 +109,49 @@ async def _run(settings: Settings, backend: ChdbBackend) -> None:
     )
     assert all(int(n) == 1 for _, _, n in rows)
     assert {(k, int(r)) for k, r, _ in rows} >= {("sensor_threshold", 0), ("sensor_silent", 0)}
+
+
+def test_the_seasonal_method_flags_an_unusual_value_inside_the_bands(tmp_path) -> None:
+    import math
+    import random
+
+    settings = Settings(city_file=REPO_ROOT / "tests" / "fixtures" / "tiny_city.yaml")
+    backend = ChdbBackend(tmp_path / "chdb")
+    try:
+        backend.migrate_sync(store_schema(settings))
+        layout = store_layout(settings)
+        sent: list[dict] = []
+
+        async def send(topic_name, key, value, ts, headers):
+            sent.append(json.loads(value))
+            fut = asyncio.get_running_loop().create_future()
+            fut.set_result(None)
+            return fut
+
+        rng = random.Random(4)
+        days = 3
+        n = days * 86_400 // STEP
+        values = [
+            0.06 + 0.02 * math.sin(2 * math.pi * i * STEP / 86_400) + rng.gauss(0, 0.002)
+            for i in range(n)
+        ]
+        values.append(0.13)  # below the first band (0.15) and the rate limit, far off its pattern
+        frame = readings(values, 0, settings.topics.sensor)
+
+        async def run() -> None:
+            watch = SensorWatch(
+                settings,
+                backend,
+                WarningOutlet(settings, backend, layout, send),
+                lambda now: [],
+            )
+            await watch.on_stored(frame)
+
+        asyncio.run(run())
+        anomalies = [w for w in sent if w["kind"] == "sensor_anomaly"]
+        assert [(w["sensor_id"], w["status"], w["observed"]) for w in anomalies] == [
+            (SENSOR, "firing", 0.13)
+        ]
+        assert not [w for w in sent if w["kind"] == "sensor_threshold"]
+    finally:
+        backend.close_sync()
