@@ -159,6 +159,10 @@ class DetectSettings(BaseModel):
     report_rules: bool = True
     # backlog spikes: a handling unit's open cases rising abnormally (hourly snapshots)
     backlog: bool = True
+    # the day scale: counts per local day (rises over days); its warm-up is 21 days, so a
+    # takeover rebuilds it from this many days of counts_1d
+    day_scale: bool = True
+    day_history_days: int = Field(42, ge=1)
     # a DetectionConfig YAML (scales, per-category sensitivity, sensitive periods, lifecycle);
     # default: the shipped defaults in the city's time zone
     config_file: Path | None = None

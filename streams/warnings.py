@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import yaml
@@ -42,7 +43,7 @@ from core.city import UNLOCATED
 from core.settings import Settings
 from core.warning import EarlyWarning, fingerprint
 from sinks.base import BatchSink, RetryPolicy, Store, StoreLayout
-from sinks.base.store import DETECTION_CURSOR, INGEST_PROGRESS, WARNINGS, HourlyCount
+from sinks.base.store import DETECTION_CURSOR, INGEST_PROGRESS, WARNINGS, WindowCount
 from streams.detect.backlog import BacklogSpikes, open_counts, snapshot_times
 from streams.detect.backlog import rebuild as rebuild_backlog
 from streams.detect.config import ALERT_THRESHOLD, DetectionConfig, sensitivity_at
@@ -58,6 +59,9 @@ log = logging.getLogger("gridpulse.warnings")
 
 HOUR = 3600
 SCALE = "hour"
+DAY_SCALE = "day"
+SCALE_SECONDS = {SCALE: HOUR, DAY_SCALE: 86_400}
+"""The count scales the worker judges: hours (bursts) and local days (rises over days)."""
 COUNTED_SOURCES = ("inspector", "hotline")
 """The streams whose hourly counts are judged (sensor readings have their own rules)."""
 
@@ -78,7 +82,7 @@ LEVELS: dict[str, tuple[str, ...]] = {
 """The places a count is judged at: each level's path labels."""
 
 
-def keys_of(row: HourlyCount) -> list[Key]:
+def keys_of(row: WindowCount) -> list[Key]:
     """The keys (one per level) a grid's hourly count adds to; none for unlocated events."""
     if row.grid_code == UNLOCATED or not row.district:
         return []
@@ -94,7 +98,7 @@ def keys_of(row: HourlyCount) -> list[Key]:
     ]
 
 
-def hour_counts(rows: Iterable[HourlyCount]) -> Counter[Key]:
+def hour_counts(rows: Iterable[WindowCount]) -> Counter[Key]:
     """One hour's counts summed per key."""
     counts: Counter[Key] = Counter()
     for row in rows:
@@ -152,9 +156,16 @@ def warning_row(w: EarlyWarning, published_at: int) -> dict[str, Any]:
 class CountJudge:
     """The count detectors of every key and their warning lifecycle (pure, no I/O)."""
 
-    def __init__(self, config: DetectionConfig, lifecycle: WarningLifecycle | None = None) -> None:
+    def __init__(
+        self,
+        config: DetectionConfig,
+        lifecycle: WarningLifecycle | None = None,
+        scale: str = SCALE,
+    ) -> None:
         self.config = config
-        self.detector = SeasonalDetector(config.scales[SCALE], timedelta(hours=1), config.timezone)
+        self.scale = scale
+        interval = timedelta(seconds=SCALE_SECONDS[scale])
+        self.detector = SeasonalDetector(config.scales[scale], interval, config.timezone)
         self.lifecycle = lifecycle or WarningLifecycle(config.lifecycle)
         self.states: dict[Key, SeriesState] = {}
         self._fingerprints: dict[Key, tuple[str, ...]] = {}
@@ -163,7 +174,7 @@ class CountJudge:
         self.grid_counts: dict[str, dict[str, int]] = {}
         self.grid_expected: dict[str, dict[str, float]] = {}
 
-    def rebuild(self, history: Iterable[HourlyCount], until_s: int) -> None:
+    def rebuild(self, history: Iterable[WindowCount], until_s: int) -> None:
         """Detector states as if every hour from the first stored hour to ``until_s`` had
         been judged: a key's hours before its first count are zeros once the city's data has
         begun (the first hour with any count)."""
@@ -185,7 +196,7 @@ class CountJudge:
         """Whether any warning of ``key`` is firing."""
         fps = self._fingerprints.get(key)
         if fps is None:
-            labels = {**dict(key), "scale": SCALE}
+            labels = {**dict(key), "scale": self.scale}
             fps = self._fingerprints[key] = tuple(fingerprint(k, labels) for k in COUNT_KINDS)
         tracks = self.lifecycle.tracks
         return any(fp in tracks and tracks[fp].firing for fp in fps)
@@ -225,7 +236,7 @@ class CountJudge:
                 assessment,
                 labels,
                 detect_drops=self.config.policy(category).detect_drops,
-                scale=SCALE,
+                scale=self.scale,
             )
             out.extend(self.lifecycle.observe_all(found))
         return out
@@ -247,7 +258,7 @@ class PatrolJudge:
         self.lifecycle = lifecycle or WarningLifecycle(RULES_LIFECYCLE)
         self.gaps = PatrolGaps(self.config, grids)
 
-    def rebuild(self, history: Iterable[HourlyCount], until_s: int) -> None:
+    def rebuild(self, history: Iterable[WindowCount], until_s: int) -> None:
         """Each grid's last patrolled hour before ``until_s``; grids without one are watched
         from the first stored hour. Open gaps fire again at the next judged hour, and the
         lifecycle (rebuilt from the stored warnings) drops those already published."""
@@ -260,7 +271,7 @@ class PatrolJudge:
         reports = {grid: (_at(t), "") for grid, t in last.items()}
         self.gaps = rebuild_patrol(reports, self.config, self.labels, self.labels, _at(first))
 
-    def judge(self, bucket_s: int, rows: Iterable[HourlyCount]) -> list[EarlyWarning]:
+    def judge(self, bucket_s: int, rows: Iterable[WindowCount]) -> list[EarlyWarning]:
         """Feed one closed hour's inspector counts; the revisions it publishes."""
         end = bucket_s + HOUR
         if not self.gaps.grids:
@@ -339,12 +350,17 @@ class BacklogJudge:
         return self.lifecycle.observe_all(verdicts)
 
 
+def _is_daily(w: EarlyWarning) -> bool:
+    """Whether a count warning is of the day scale (its detector's bucket is a day)."""
+    return w.params.get("interval_s") == SCALE_SECONDS[DAY_SCALE]
+
+
 def _at(epoch_s: int) -> datetime:
     return datetime.fromtimestamp(epoch_s, UTC)
 
 
-def _by_hour(rows: Iterable[HourlyCount]) -> dict[int, Counter[Key]]:
-    hours: dict[int, list[HourlyCount]] = {}
+def _by_hour(rows: Iterable[WindowCount]) -> dict[int, Counter[Key]]:
+    hours: dict[int, list[WindowCount]] = {}
     for row in rows:
         hours.setdefault(row.bucket_s, []).append(row)
     return {b: hour_counts(r) for b, r in hours.items()}
@@ -366,6 +382,34 @@ def closed_hours(after_s: int | None, watermark_s: int, grace_s: int) -> list[in
     last = (watermark_s - grace_s) // HOUR * HOUR - HOUR  # the last hour ending in time
     first = last if after_s is None else after_s + HOUR
     return list(range(first, last + HOUR, HOUR)) if first <= last else []
+
+
+def day_start(epoch_s: int, timezone: str) -> int:
+    """The local midnight (epoch s) starting the day that holds ``epoch_s``."""
+    zone = ZoneInfo(timezone)
+    local = datetime.fromtimestamp(epoch_s, zone)
+    return int(datetime(local.year, local.month, local.day, tzinfo=zone).timestamp())
+
+
+def next_day(day_s: int, timezone: str) -> int:
+    """The local midnight after the day starting at ``day_s`` (23 to 25 h later with DST)."""
+    zone = ZoneInfo(timezone)
+    local = datetime.fromtimestamp(day_s, zone) + timedelta(days=1)
+    return int(datetime(local.year, local.month, local.day, tzinfo=zone).timestamp())
+
+
+def closed_days(after_s: int | None, watermark_s: int, grace_s: int, timezone: str) -> list[int]:
+    """Starts (local midnight, epoch s) of the days after ``after_s`` whose end plus grace
+    the watermark has passed; with no ``after_s``, the last such day only."""
+    if after_s is None:
+        open_day = day_start(watermark_s - grace_s, timezone)
+        return [day_start(open_day - 1, timezone)]
+    days = []
+    day = next_day(after_s, timezone)
+    while next_day(day, timezone) + grace_s <= watermark_s:
+        days.append(day)
+        day = next_day(day, timezone)
+    return days
 
 
 Send = Callable[[str, bytes | None, bytes, float | None, list], Awaitable[Any]]
@@ -433,6 +477,8 @@ class WarningRuntime:
         self.patrol: PatrolJudge | None = None
         self.hotspots: HotspotJudge | None = None
         self.backlog: BacklogJudge | None = None
+        self.day_judge: CountJudge | None = None
+        self.day_cursor: int | None = None
         self._neighbours: dict[str, frozenset[str]] | None = None
         paths = settings.city.grid_paths
         self.grid_labels: dict[str, Mapping[str, str]] = {
@@ -464,6 +510,7 @@ class WarningRuntime:
         await self._report_progress(now)
         if self.judge_partition not in self.assigned():
             self.judge = self.patrol = self.hotspots = self.backlog = None  # rebuilt on return
+            self.day_judge = None
             return []
         rows = await self.store.ingest_progress()
         watermark = watermark_of(rows, self.expected_partitions())
@@ -475,6 +522,9 @@ class WarningRuntime:
         out: list[EarlyWarning] = []
         for bucket in closed_hours(self.cursor, watermark, grace):
             out.extend(await self._judge_hour(bucket, now))
+        if self.day_judge is not None:
+            for day in closed_days(self.day_cursor, watermark, grace, self.config.timezone):
+                out.extend(await self._judge_day(day))
         return out
 
     def neighbours(self) -> dict[str, frozenset[str]]:
@@ -500,8 +550,10 @@ class WarningRuntime:
 
     async def _take_over(self, watermark: int, grace: int) -> None:
         stored = await self.sink.retrying("reading warnings", self.store.latest_warnings)
+        daily = [w for w in stored if w.kind in COUNT_KINDS and _is_daily(w)]
         lifecycle = WarningLifecycle.rebuild(
-            [w for w in stored if w.kind in COUNT_KINDS], self.config.lifecycle
+            [w for w in stored if w.kind in COUNT_KINDS and not _is_daily(w)],
+            self.config.lifecycle,
         )
         patrol_lifecycle = WarningLifecycle.rebuild(
             [w for w in stored if w.kind in PATROL_KINDS], RULES_LIFECYCLE
@@ -524,7 +576,7 @@ class WarningRuntime:
         since = resume - self.settings.detect.history_hours * HOUR
         history = await self.sink.retrying(
             "reading count history",
-            lambda: self.store.hourly_counts(since, resume, COUNTED_SOURCES),
+            lambda: self.store.window_counts("1h", since, resume, COUNTED_SOURCES),
         )
         judge = CountJudge(self.config, lifecycle)
         loop = asyncio.get_running_loop()
@@ -544,6 +596,8 @@ class WarningRuntime:
             self.backlog = BacklogJudge(backlog_lifecycle)
             self.backlog.rebuild(lifetimes, since, resume)
         self.judge, self.cursor = judge, resume - HOUR
+        if self.settings.detect.day_scale:
+            await self._take_over_days(watermark, grace, daily)
         self.stats["firing"] = len(lifecycle.firing())
         log.info(
             "warnings: judging from %s; %d keys rebuilt from %d stored counts in %.1fs, "
@@ -555,11 +609,57 @@ class WarningRuntime:
             self.stats["firing"],
         )
 
+    async def _take_over_days(self, watermark: int, grace: int, stored: list[EarlyWarning]) -> None:
+        """The day scale: its own lifecycle, cursor and detectors (from ``counts_1d``)."""
+        tz = self.config.timezone
+        lifecycle = WarningLifecycle.rebuild(stored, self.config.lifecycle)
+        cursor = await self.sink.retrying(
+            "reading the day cursor", lambda: self.store.detection_cursor(DAY_SCALE)
+        )
+        if cursor is None:
+            cursor = closed_days(None, watermark, grace, tz)[0]
+        resume = next_day(cursor, tz)
+        replay = lifecycle.replay_from()
+        if replay is not None:
+            resume = min(resume, day_start(int(replay.timestamp()) - 1, tz))
+        since = resume - self.settings.detect.day_history_days * 86_400
+        history = await self.sink.retrying(
+            "reading daily count history",
+            lambda: self.store.window_counts("1d", since, resume, COUNTED_SOURCES),
+        )
+        judge = CountJudge(self.config, lifecycle, scale=DAY_SCALE)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._cpu, judge.rebuild, history, resume)
+        self.day_judge = judge
+        self.day_cursor = day_start(resume - 1, tz)
+
+    async def _judge_day(self, day: int) -> list[EarlyWarning]:
+        assert self.day_judge is not None
+        end = next_day(day, self.config.timezone)
+        rows = await self.sink.retrying(
+            "reading a day's counts",
+            lambda: self.store.window_counts("1d", day, end, COUNTED_SOURCES),
+        )
+        loop = asyncio.get_running_loop()
+        warnings = await loop.run_in_executor(
+            self._cpu, self.day_judge.judge, day, hour_counts(rows)
+        )
+        await self.outlet.emit(warnings)
+        cursor = pd.DataFrame(
+            [(DAY_SCALE, day, int(time.time()))],
+            columns=list(self.tables[DETECTION_CURSOR].columns),
+        )
+        await self.outlet.insert(DETECTION_CURSOR, cursor, "moving the day cursor")
+        self.day_cursor = day
+        self.stats["days_judged"] = self.stats.get("days_judged", 0) + 1
+        self.stats["published"] += len(warnings)
+        return warnings
+
     async def _judge_hour(self, bucket: int, now: float) -> list[EarlyWarning]:
         assert self.judge is not None
         rows = await self.sink.retrying(
             "reading an hour's counts",
-            lambda: self.store.hourly_counts(bucket, bucket + HOUR, COUNTED_SOURCES),
+            lambda: self.store.window_counts("1h", bucket, bucket + HOUR, COUNTED_SOURCES),
         )
         counts = hour_counts(rows)
         loop = asyncio.get_running_loop()

@@ -22,7 +22,7 @@ from typing import Any
 
 from core.city import load_city
 from core.settings import REPO_ROOT
-from sinks.base.store import HourlyCount
+from sinks.base.store import WindowCount
 from streams.detect.config import DetectionConfig
 from streams.warnings import HOUR, CountJudge, hour_counts
 
@@ -38,7 +38,7 @@ def rss_mb() -> float:
 
 def synthetic_history(
     hours: int, until_s: int, rate: float, seed: int = 7
-) -> tuple[list[HourlyCount], list[HourlyCount]]:
+) -> tuple[list[WindowCount], list[WindowCount]]:
     """Poisson(``rate``) hourly counts for every grid × subcategory of the sample city over
     ``hours`` before ``until_s`` (non-zero rows only), and the rows of the hour at ``until_s``
     with a burst of 30 in the first grid."""
@@ -49,7 +49,7 @@ def synthetic_history(
     grids = list(city.iter_grids())
     paths = city.grid_paths
     subs = list(city.subcategories)
-    history: list[HourlyCount] = []
+    history: list[WindowCount] = []
     for h in range(hours):
         bucket = until_s - (hours - h) * HOUR
         counts = rng.poisson(rate, size=(len(grids), len(subs)))
@@ -58,11 +58,11 @@ def synthetic_history(
             p = paths[g]
             n = int(counts[gi, si])
             history.append(
-                HourlyCount(bucket, p.district, p.street, p.community, g, subs[si], "hotline", n)
+                WindowCount(bucket, p.district, p.street, p.community, g, subs[si], "hotline", n)
             )
     g = grids[0].code
     p = paths[g]
-    now = [HourlyCount(until_s, p.district, p.street, p.community, g, subs[0], "hotline", 30)]
+    now = [WindowCount(until_s, p.district, p.street, p.community, g, subs[0], "hotline", 30)]
     random.Random(seed).shuffle(history)
     return history, now
 

@@ -75,8 +75,8 @@ class CaseLogEntry(NamedTuple):
     event_id: str
 
 
-class HourlyCount(NamedTuple):
-    """Events of one source, grid and subcategory in one hour (non-zero counts only)."""
+class WindowCount(NamedTuple):
+    """Events of one source, grid and subcategory in one window (non-zero counts only)."""
 
     bucket_s: int
     district: str
@@ -113,10 +113,11 @@ class StateReader(Protocol):
         of ``core.records.CASE_COLUMNS`` plus the time they were stored (epoch s)."""
         ...
 
-    async def hourly_counts(
-        self, since_s: int, until_s: int, sources: tuple[str, ...]
-    ) -> list[HourlyCount]:
-        """Non-zero hourly counts of ``sources`` with buckets in ``[since_s, until_s)``."""
+    async def window_counts(
+        self, window: str, since_s: int, until_s: int, sources: tuple[str, ...]
+    ) -> list[WindowCount]:
+        """Non-zero counts of ``sources`` in ``window`` buckets (``1h``, ``1d`` …) starting
+        in ``[since_s, until_s)``."""
         ...
 
     async def sensor_readings(

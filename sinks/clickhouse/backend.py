@@ -29,7 +29,7 @@ import pandas as pd
 from core.settings import DEFAULT_DATABASE, database_of
 from core.warning import EarlyWarning, GridPath
 from sinks.base.ledger import Ledger, LedgerKind
-from sinks.base.store import CaseLogEntry, HourlyCount, PartitionProgress, QueryRefused
+from sinks.base.store import CaseLogEntry, WindowCount, PartitionProgress, QueryRefused
 from sinks.clickhouse import schema
 from sinks.clickhouse import warnings as warning_tables
 
@@ -360,12 +360,12 @@ class ClickHouseBackend:
         rows = await self.rows(schema.fired_alerts_sql(self.db, topic, partition))
         return [str(r[0]) for r in rows]
 
-    async def hourly_counts(
-        self, since_s: int, until_s: int, sources: tuple[str, ...]
-    ) -> list[HourlyCount]:
-        sql = warning_tables.hourly_counts_sql(self.db, since_s, until_s, sources)
+    async def window_counts(
+        self, window: str, since_s: int, until_s: int, sources: tuple[str, ...]
+    ) -> list[WindowCount]:
+        sql = warning_tables.window_counts_sql(self.db, window, since_s, until_s, sources)
         return [
-            HourlyCount(int(b), str(d), str(st), str(c), str(g), str(cat), str(src), int(n))
+            WindowCount(int(b), str(d), str(st), str(c), str(g), str(cat), str(src), int(n))
             for b, d, st, c, g, cat, src, n in await self.rows(sql)
         ]
 

@@ -113,14 +113,18 @@ def cursor_sql(db: str, scale: str) -> str:
     )
 
 
-def hourly_counts_sql(db: str, since_s: int, until_s: int, sources: tuple[str, ...]) -> str:
-    """Non-zero hourly counts per grid and subcategory of ``sources`` in ``[since, until)``."""
+def window_counts_sql(
+    db: str, window: str, since_s: int, until_s: int, sources: tuple[str, ...]
+) -> str:
+    """Non-zero counts per grid and subcategory of ``sources`` in the ``window`` buckets
+    (``counts_<window>``) starting in ``[since, until)``."""
+    _name(window)
     for s in sources:
         _name(s)
     listed = ", ".join(f"'{s}'" for s in sources)
     return (
         "SELECT toUInt32(bucket), district, street, community, grid_code, subcategory, source, "
-        f"sum(n) FROM {db}.counts_1h WHERE source IN ({listed}) "
+        f"sum(n) FROM {db}.counts_{window} WHERE source IN ({listed}) "
         f"AND bucket >= toDateTime({int(since_s)}, 'UTC') "
         f"AND bucket < toDateTime({int(until_s)}, 'UTC') "
         "GROUP BY bucket, district, street, community, grid_code, subcategory, source "

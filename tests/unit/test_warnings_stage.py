@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from core.city import UNLOCATED
-from sinks.base.store import HourlyCount
+from sinks.base.store import WindowCount
 from streams.detect.config import DetectionConfig
 from streams.detect.lifecycle import WarningLifecycle
 from streams.detect.sensors import RULES_LIFECYCLE
@@ -25,9 +25,9 @@ from streams.warnings import (
 T0 = int(datetime(2026, 3, 2, tzinfo=UTC).timestamp())  # a Monday, 00:00 UTC
 
 
-def row(bucket: int, grid: str, n: int, category: str = "road.pothole") -> HourlyCount:
+def row(bucket: int, grid: str, n: int, category: str = "road.pothole") -> WindowCount:
     community = "C1" if grid in ("G1", "G2") else "C2"
-    return HourlyCount(bucket, "D1", "S1", community, grid, category, "inspector", n)
+    return WindowCount(bucket, "D1", "S1", community, grid, category, "inspector", n)
 
 
 def test_a_grid_count_adds_to_its_grid_community_and_street() -> None:
@@ -59,7 +59,7 @@ def test_an_hour_closes_when_the_watermark_passes_its_end_plus_grace() -> None:
     assert closed_hours(T0, T0 + HOUR + grace, grace) == []
 
 
-def _history(hours: int, seed: int = 3, g3_from: int = 30) -> list[HourlyCount]:
+def _history(hours: int, seed: int = 3, g3_from: int = 30) -> list[WindowCount]:
     """Ordinary counts of three grids; G3's first count comes only at hour ``g3_from``."""
     rng = random.Random(seed)
     rows = []
@@ -76,7 +76,7 @@ def _history(hours: int, seed: int = 3, g3_from: int = 30) -> list[HourlyCount]:
 def test_rebuilding_from_stored_counts_equals_judging_every_hour() -> None:
     history = _history(24 * 9)
     streamed = CountJudge(DetectionConfig(timezone="UTC"))
-    by_hour: dict[int, list[HourlyCount]] = {}
+    by_hour: dict[int, list[WindowCount]] = {}
     for r in history:
         by_hour.setdefault(r.bucket_s, []).append(r)
     for h in range(24 * 9):
@@ -178,3 +178,21 @@ def test_a_units_backlog_rising_abnormally_warns_and_rebuild_equals_streaming() 
     assert rebuilt.spikes.snapshot() == streamed.spikes.snapshot()
     fired = rebuilt.judge(T0 + hours * HOUR, {"roads": 40})
     assert [(w.kind, w.unit, w.status) for w in fired] == [("backlog_spike", "roads", "firing")]
+
+
+def test_a_local_day_closes_at_the_next_local_midnight_plus_grace() -> None:
+    from zoneinfo import ZoneInfo
+
+    from streams.warnings import closed_days, next_day
+
+    tz = "America/New_York"  # 2026-03-08 has 23 hours
+    zone = ZoneInfo(tz)
+    mar7 = int(datetime(2026, 3, 7, tzinfo=zone).timestamp())
+    mar8 = int(datetime(2026, 3, 8, tzinfo=zone).timestamp())
+    mar9 = int(datetime(2026, 3, 9, tzinfo=zone).timestamp())
+    assert next_day(mar7, tz) == mar8 and mar9 - mar8 == 23 * HOUR
+    grace = 120
+    assert closed_days(mar7, mar9 + grace - 1, grace, tz) == []
+    assert closed_days(mar7, mar9 + grace, grace, tz) == [mar8]
+    assert closed_days(None, mar9 + grace, grace, tz) == [mar8]
+    assert closed_days(mar7 - 86_400, mar9 + grace, grace, tz) == [mar7, mar8]
