@@ -690,8 +690,15 @@ class WarningRuntime:
 
     def snapshot(self) -> dict[str, Any]:
         judge = self.judge
+        recent = sorted(self.latencies[-1000:])
+        latency = (
+            {"p50": round(recent[len(recent) // 2], 1), "max": round(recent[-1], 1)}
+            if recent
+            else {}
+        )
         return {
             **self.stats,
+            "window_end_to_stored_s": latency,
             "judging": judge is not None,
             "keys": len(judge.states) if judge else 0,
             "cursor": self.cursor or 0,
