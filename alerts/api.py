@@ -29,9 +29,9 @@ import yaml
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from alerts.dispatch.config import Duration
 from alerts.dispatch.dispatcher import AlertState, AuditEntry, Dispatcher
 from alerts.dispatch.silence import Silence
+from alerts.model import Duration
 from alerts.notify.outbox import OutboxRow
 from alerts.notify.pipeline import Notifier
 

@@ -258,3 +258,22 @@ def load_city(path: str | Path) -> City:
     with open(path, encoding="utf-8") as fh:
         data = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     return City.model_validate(data)
+
+
+CITIES = Path(__file__).resolve().parent.parent / "config" / "cities"
+"""The bundled city files (``--city sample`` is ``config/cities/sample.yaml``)."""
+
+
+def city_path(name: str) -> Path:
+    """A YAML path as given, or the city of that name under ``config/cities``.
+
+    Raises SystemExit naming the known cities when there is no such city.
+    """
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml") and p.exists():
+        return p
+    candidate = CITIES / f"{name}.yaml"
+    if not candidate.exists():
+        known = ", ".join(sorted(q.stem for q in CITIES.glob("*.yaml")))
+        raise SystemExit(f"unknown city {name!r}: give a YAML path or one of: {known}")
+    return candidate

@@ -14,13 +14,15 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.city import CITIES
+
 if TYPE_CHECKING:
     from core.city import City
     from core.sla_config import SlaPolicy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE = "gridpulse"
-DEFAULT_CITY = REPO_ROOT / "config" / "cities" / "sample.yaml"
+DEFAULT_CITY = CITIES / "sample.yaml"
 SLA_DIR = REPO_ROOT / "config" / "sla"
 ALERTS_DIR = REPO_ROOT / "config" / "alerts"
 DEV_CALLER_SALT = "gridpulse-dev-salt"

@@ -238,7 +238,7 @@ def _fired_again(rng: np.random.Generator, rows: list[dict], t1: int) -> list[di
 
 
 def _sla_severity(kind: str, level: int, urgent: int) -> str:
-    """As ``alerts.model.sla_severity``."""
+    """As ``alerts.model.alert.sla_severity``."""
     if kind == "escalation":
         return "critical"
     if kind == "breach":

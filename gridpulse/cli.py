@@ -11,8 +11,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from core.city import city_path
 from core.settings import REPO_ROOT, Settings
-from gridpulse.cities import city_path
 from gridpulse.logs import LogFormat
 from gridpulse.logs import configure as configure_logging
 
@@ -76,7 +76,7 @@ def _parse_start(value: str | None) -> datetime | None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from sources.run import simulate
+    from gridpulse.feeds import simulate
 
     stats = simulate(
         _settings(args),
@@ -94,7 +94,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from sources.run import replay
+    from gridpulse.feeds import replay
 
     s = _settings(args)
     report = replay(s, args.file, args.format, speed=args.speed, dry_run=args.dry_run)

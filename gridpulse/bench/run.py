@@ -15,11 +15,11 @@ from typing import Any
 
 from rich.console import Console
 
+from core.city import city_path
 from core.settings import LocalStackSettings, Settings
 from gridpulse.bench.data import envelope_messages, mix_of, single_messages
 from gridpulse.bench.phases import Bench
 from gridpulse.bench.report import TARGETS, machine_info, print_report, verdict
-from gridpulse.cities import city_path
 from infra.ports import free_port
 from infra.stack import LocalStack
 

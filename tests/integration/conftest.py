@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sources.run import topic_map
+from gridpulse.feeds import topic_map
 from tests.integration.harness import PipelineEnv, Sent, ends_of
 
 

@@ -165,3 +165,28 @@ def test_a_forbidden_import_is_reported() -> None:
     assert not _allowed("core.city", "streams.cases")
     assert _allowed("streams.pipeline", "sinks.base.store")
     assert _allowed("gridpulse.cli", "streams.app")
+
+
+def _package_graph() -> dict[str, set[str]]:
+    """The module graph collapsed to packages (a folder is one node)."""
+
+    def node(module: str) -> str:
+        path = MODULES[module]
+        return ".".join(path.relative_to(ROOT).parent.parts)
+
+    graph: dict[str, set[str]] = {}
+    for module, targets in _graph().items():
+        graph.setdefault(node(module), set())
+        for target in targets:
+            if node(target) != node(module):
+                graph[node(module)].add(node(target))
+    for targets in list(graph.values()):
+        for t in targets:
+            graph.setdefault(t, set())
+    return graph
+
+
+def test_no_import_cycle_between_packages() -> None:
+    """A package and its sub-package may not import each other (e.g. ``alerts`` composing
+    ``alerts.dispatch`` while ``alerts.dispatch`` takes its model from ``alerts``)."""
+    assert find_cycle(_package_graph()) == []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from alerts.dispatch.config import Duration
+from alerts.model import Duration
 from alerts.notify.retry import RetryPolicy
 from alerts.notify.webhook.payload import PayloadFormat
 
