@@ -29,7 +29,7 @@ import pandas as pd
 from core.settings import DEFAULT_DATABASE, database_of
 from core.warning import EarlyWarning, GridPath
 from sinks.base.ledger import Ledger, LedgerKind
-from sinks.base.store import CaseLogEntry, WindowCount, PartitionProgress, QueryRefused
+from sinks.base.store import CaseLogEntry, PartitionProgress, QueryRefused, WindowCount
 from sinks.clickhouse import schema
 from sinks.clickhouse import warnings as warning_tables
 
